@@ -1,0 +1,209 @@
+// The whole training run, top to bottom: set up, resume, then epochs of steps with logging,
+// validation and checkpoints. Everything that varies per step is a pure function of the iteration
+// (lr, dropout seed, data order), which is what makes resume exact.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { loadBackend } from '../backend/load-backend';
+import { CheckpointManager, loadCheckpoint } from '../checkpoint/checkpoint-manager';
+import type { CheckpointState } from '../checkpoint/checkpoint-state';
+import { configToYaml } from '../config/load-config';
+import type { SegdistConfig } from '../config/config-types';
+import { evaluate, EvalResult } from '../eval/evaluate';
+import { buildModel } from '../models/build-model';
+import { deriveSeed } from '../util/rng';
+import { prepareData } from './data-setup';
+import { learningRate } from './lr-schedule';
+import { formatClassTable, formatDuration, formatProgress } from './progress';
+import { ConsoleRunLogger, RunLogger } from './run-logger';
+import { Sgd } from './sgd';
+import { loadModelState, modelStateDict } from './state-dict';
+import { TrainMetrics } from './train-metrics';
+import { trainStep } from './train-step';
+import { isImprovement, parseMonitor } from './monitor';
+
+export interface TrainOptions {
+  /** A checkpoint directory, or 'auto' for the latest complete one in the work dir. */
+  resume?: string;
+  /** Set when the user asks the run to stop (SIGINT/SIGTERM); checked between steps. */
+  stopSignal?: AbortSignal;
+  logger?: RunLogger;
+}
+
+export interface TrainSummary {
+  workDir: string;
+  checkpoint: string | null;
+  best: CheckpointState['best'];
+  lastValidation: EvalResult | null;
+  iterations: number;
+  stoppedEarly: boolean;
+  interrupted: boolean;
+}
+
+/** Thrown after an interrupted run has saved its checkpoint, so the command can exit 130. */
+export class TrainingInterrupted extends Error {
+  constructor(readonly checkpoint: string | null) {
+    super(checkpoint ? `interrupted; saved ${checkpoint} (resume with --resume auto)` : 'interrupted');
+  }
+}
+
+export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
+  const workDir = path.resolve(cfg.work_dir);
+  const log = opts.logger ?? new ConsoleRunLogger(workDir);
+  const backend = await loadBackend(cfg.backend, (m) => log.info(m));
+  const data = await prepareData(cfg, (m) => log.info(m));
+  const info = data.info;
+
+  const model = buildModel(cfg.model, info.num_classes, cfg.seed);
+  const trainable = model.namedParameters();
+  const optimizer = new Sgd(trainable, { momentum: cfg.optimizer.momentum, weightDecay: cfg.optimizer.weight_decay, nesterov: cfg.optimizer.nesterov });
+  const metrics = new TrainMetrics(info.num_classes, info.ignore_index);
+  const checkpoints = new CheckpointManager(path.join(workDir, 'checkpoints'), cfg.checkpoint.keep_last);
+  const monitor = parseMonitor(cfg.checkpoint.monitor);
+
+  const itersPerEpoch = data.train.numBatches();
+  if (itersPerEpoch === 0) throw new Error(`data.train.batch_size ${cfg.data.train.batch_size} is larger than the ${data.trainSize} training images`);
+  const maxIterations = itersPerEpoch * cfg.train.epochs;
+
+  let state: CheckpointState = {
+    format: 'segdist-checkpoint', version: 1, epoch: 0, iteration: 0, epoch_iteration: 0, max_iterations: maxIterations,
+    seed: cfg.seed, lr: learningRate(0, maxIterations, cfg.optimizer.lr, cfg.schedule), best: null, stale_validations: 0,
+    world_size: 1, dataset: info, config: cfg, saved_at: '',
+  };
+  const resumeFrom = opts.resume === 'auto' ? checkpoints.latest() : opts.resume;
+  if (opts.resume === 'auto' && !resumeFrom) log.info(`--resume auto: no complete checkpoint in ${checkpoints.dir}; starting from scratch`);
+  if (resumeFrom) {
+    const ckpt = loadCheckpoint(resumeFrom);
+    loadModelState(model, ckpt.model, resumeFrom);
+    optimizer.loadStateDict(ckpt.optimizer, resumeFrom);
+    if (ckpt.state.max_iterations !== maxIterations) {
+      log.warn(`${resumeFrom} was written for ${ckpt.state.max_iterations} iterations, this run has ${maxIterations}; the lr schedule follows this run`);
+    }
+    state = { ...ckpt.state, max_iterations: maxIterations, config: cfg, dataset: info };
+    log.info(`resumed from ${resumeFrom} at epoch ${state.epoch}, iteration ${state.iteration}`);
+  }
+
+  fs.mkdirSync(workDir, { recursive: true });
+  fs.writeFileSync(path.join(workDir, 'config.yaml'), configToYaml(cfg));
+  log.info(`backend ${backend}; ${trainable.length} parameter tensors, ${countParams(trainable)} trainable parameters`);
+  log.info(`work dir ${workDir}: checkpoints in ${checkpoints.dir}, metrics in ${path.join(workDir, 'metrics.jsonl')}`);
+  log.info(`${data.trainSize} training images, ${itersPerEpoch} iterations per epoch, ${cfg.train.epochs} epochs (${maxIterations} iterations)`);
+
+  const summary: TrainSummary = { workDir, checkpoint: resumeFrom ?? null, best: state.best, lastValidation: null, iterations: state.iteration, stoppedEarly: false, interrupted: false };
+  const save = (): string => {
+    state.saved_at = new Date().toISOString();
+    const name = `iter_${String(state.iteration).padStart(7, '0')}`;
+    const where = checkpoints.save(name, { model: modelStateDict(model), optimizer: optimizer.stateDict(), state });
+    summary.checkpoint = where;
+    return where;
+  };
+
+  const started = Date.now();
+  const startIteration = state.iteration;
+  try {
+    for (let epoch = state.epoch; epoch < cfg.train.epochs; epoch++) {
+      metrics.resetConfusion();
+      metrics.resetLosses();
+      let lastLogAt = Date.now();
+      let dataWait = 0;
+      let waitStart = Date.now();
+      for await (const batch of data.train.batches(epoch, state.epoch_iteration)) {
+        dataWait += (Date.now() - waitStart) / 1000;
+        const lr = learningRate(state.iteration, maxIterations, cfg.optimizer.lr, cfg.schedule);
+        trainStep(model, trainable, optimizer, metrics, batch, {
+          ignoreIndex: info.ignore_index,
+          auxWeight: cfg.model.aux.weight,
+          lr,
+          ctx: { training: true, seed: deriveSeed(cfg.seed, state.iteration) },
+        });
+        state.iteration++;
+        state.epoch_iteration++;
+        state.lr = lr;
+        const endOfEpoch = state.epoch_iteration === itersPerEpoch;
+        if (state.iteration % cfg.train.log_interval === 0 || endOfEpoch) {
+          const s = metrics.read();
+          const m = s.confusion.metrics();
+          const steps = Math.max(s.steps, 1);
+          const batchTime = (Date.now() - lastLogAt) / 1000 / steps;
+          const perIter = (Date.now() - started) / 1000 / Math.max(state.iteration - startIteration, 1);
+          log.info(formatProgress({
+            epoch: epoch + 1, epochs: cfg.train.epochs, epochIteration: state.epoch_iteration, itersPerEpoch, iteration: state.iteration,
+            loss: s.loss, lr, aAcc: m.aAcc, mIoU: m.mIoU, batchTime, dataTime: dataWait / steps, eta: perIter * (maxIterations - state.iteration),
+          }));
+          log.metrics({ kind: 'train', epoch: epoch + 1, iteration: state.iteration, loss: s.loss, loss_main: s.mainLoss, loss_aux: s.auxLoss, lr, aAcc: m.aAcc, mIoU: m.mIoU, batch_time: batchTime, data_time: dataWait / steps });
+          metrics.resetLosses();
+          dataWait = 0;
+          lastLogAt = Date.now();
+        }
+        if (opts.stopSignal?.aborted) throw new TrainingInterrupted(null);
+        waitStart = Date.now();
+      }
+      state.epoch = epoch + 1;
+      state.epoch_iteration = 0;
+
+      const lastEpoch = state.epoch === cfg.train.epochs;
+      let stop = false;
+      if (state.epoch % cfg.train.val_interval === 0 || lastEpoch) {
+        const result = await evaluate(model, data.val.batches(0), { numClasses: info.num_classes, ignoreIndex: info.ignore_index });
+        summary.lastValidation = result;
+        const values: Record<string, number> = { 'val/mIoU': result.metrics.mIoU, 'val/mAcc': result.metrics.mAcc, 'val/aAcc': result.metrics.aAcc, 'val/loss': result.loss };
+        log.info(`validation after epoch ${state.epoch} (${result.images} images): mIoU ${pct(result.metrics.mIoU)} mAcc ${pct(result.metrics.mAcc)} aAcc ${pct(result.metrics.aAcc)} loss ${result.loss.toFixed(4)}`);
+        log.info(formatClassTable(info.class_names, result.metrics));
+        log.metrics({ kind: 'val', epoch: state.epoch, iteration: state.iteration, ...values, iou: Object.fromEntries(info.class_names.map((n, k) => [n, result.metrics.iou[k]])) });
+        if (monitor) {
+          const value = values[monitor.metric];
+          if (value === undefined) throw new Error(`checkpoint.monitor: unknown metric ${monitor.metric}; known: ${Object.keys(values).join(', ')}`);
+          if (isImprovement(value, state.best?.value, monitor.mode)) {
+            state.best = { metric: monitor.metric, mode: monitor.mode, value, iteration: state.iteration, epoch: state.epoch };
+            state.stale_validations = 0;
+          } else {
+            state.stale_validations++;
+          }
+          const patience = cfg.checkpoint.early_stop_patience;
+          if (patience > 0 && state.stale_validations >= patience) {
+            log.info(`early stopping: ${monitor.metric} has not improved for ${patience} validations (best ${state.best?.value.toFixed(4)} at epoch ${state.best?.epoch})`);
+            stop = true;
+          }
+        }
+      }
+      if (state.epoch % cfg.checkpoint.interval === 0 || lastEpoch || stop) {
+        const where = save();
+        log.info(`saved checkpoint ${where}`);
+        if (state.best && state.best.iteration === state.iteration) {
+          checkpoints.markBest(where);
+          log.info(`new best ${state.best.metric} ${state.best.value.toFixed(4)}: ${path.join(checkpoints.dir, 'best')}`);
+        }
+      }
+      if (stop) {
+        summary.stoppedEarly = true;
+        break;
+      }
+      if (opts.stopSignal?.aborted) throw new TrainingInterrupted(summary.checkpoint);
+    }
+  } catch (e) {
+    if (e instanceof TrainingInterrupted) {
+      summary.interrupted = true;
+      const where = cfg.checkpoint.save_on_interrupt ? save() : summary.checkpoint;
+      log.info(`interrupted at iteration ${state.iteration}${where ? `; checkpoint ${where}` : ''}`);
+      throw new TrainingInterrupted(where);
+    }
+    throw e;
+  } finally {
+    metrics.dispose();
+    optimizer.dispose();
+    model.dispose();
+    await data.close();
+    log.close();
+  }
+  summary.best = state.best;
+  summary.iterations = state.iteration;
+  log.info(`done: ${state.iteration} iterations in ${formatDuration((Date.now() - started) / 1000)}; last checkpoint ${summary.checkpoint}` +
+    (state.best ? `; best ${state.best.metric} ${state.best.value.toFixed(4)} (epoch ${state.best.epoch})` : ''));
+  return summary;
+}
+
+const pct = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)}%`);
+
+function countParams(params: ReadonlyArray<[string, tf.Variable]>): number {
+  return params.reduce((n, [, v]) => n + v.size, 0);
+}
