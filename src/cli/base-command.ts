@@ -12,7 +12,10 @@ export abstract class BaseCommand extends Command {
     if (err instanceof Errors.CLIError || (err as { oclif?: unknown }).oclif !== undefined) return super.catch(err);
     if (process.env.SEGDIST_DEBUG) process.stderr.write(`${err.stack}\n`);
     const exit = err instanceof ConfigError ? EXIT.config : err instanceof DataError ? EXIT.data : EXIT.failure;
-    return this.error(err.message, { exit });
+    // Printed as is rather than through this.error(), which wraps at the terminal width and would
+    // split the file or key at fault across lines.
+    process.stderr.write(`Error: ${err.message}\n`);
+    return this.exit(exit);
   }
 }
 
