@@ -21,6 +21,7 @@ import { loadModelState, modelStateDict } from './state-dict';
 import { TrainMetrics } from './train-metrics';
 import { trainStep } from './train-step';
 import { isImprovement, parseMonitor } from './monitor';
+import { SummaryWriter, SummaryWriterLike } from '../tensorboard/summary-writer';
 
 export interface TrainOptions {
   /** A checkpoint directory, or 'auto' for the latest complete one in the work dir. */
@@ -28,6 +29,8 @@ export interface TrainOptions {
   /** Set when the user asks the run to stop (SIGINT/SIGTERM); checked between steps. */
   stopSignal?: AbortSignal;
   logger?: RunLogger;
+  /** TensorBoard writer; default: an event file in <work_dir>/tb/<run start time>. */
+  summaryWriter?: SummaryWriterLike;
 }
 
 export interface TrainSummary {
@@ -85,8 +88,10 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
 
   fs.mkdirSync(workDir, { recursive: true });
   fs.writeFileSync(path.join(workDir, 'config.yaml'), configToYaml(cfg));
+  const tb = opts.summaryWriter ?? new SummaryWriter(path.join(workDir, 'tb', runName()));
+  tb.text('config', '```yaml\n' + configToYaml(cfg) + '```', state.iteration);
   log.info(`backend ${backend}; ${trainable.length} parameter tensors, ${countParams(trainable)} trainable parameters`);
-  log.info(`work dir ${workDir}: checkpoints in ${checkpoints.dir}, metrics in ${path.join(workDir, 'metrics.jsonl')}`);
+  log.info(`work dir ${workDir}: checkpoints in ${checkpoints.dir}, metrics in ${path.join(workDir, 'metrics.jsonl')}, TensorBoard events in ${path.dirname(tb.path)}`);
   log.info(`${data.trainSize} training images, ${itersPerEpoch} iterations per epoch, ${cfg.train.epochs} epochs (${maxIterations} iterations)`);
 
   const summary: TrainSummary = { workDir, checkpoint: resumeFrom ?? null, best: state.best, lastValidation: null, iterations: state.iteration, stoppedEarly: false, interrupted: false };
@@ -131,6 +136,12 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
             loss: s.loss, lr, aAcc: m.aAcc, mIoU: m.mIoU, batchTime, dataTime: dataWait / steps, eta: perIter * (maxIterations - state.iteration),
           }));
           log.metrics({ kind: 'train', epoch: epoch + 1, iteration: state.iteration, loss: s.loss, loss_main: s.mainLoss, loss_aux: s.auxLoss, lr, aAcc: m.aAcc, mIoU: m.mIoU, batch_time: batchTime, data_time: dataWait / steps });
+          const scalars: Record<string, number> = {
+            'train/loss': s.loss, 'train/loss_main': s.mainLoss, 'train/loss_aux': s.auxLoss, 'train/lr': lr,
+            'train/step_time': batchTime, 'train/data_time': dataWait / steps, 'train/images_per_s': batch.n / Math.max(batchTime, 1e-9),
+            'train/aAcc': m.aAcc, 'train/mIoU': m.mIoU,
+          };
+          for (const [tag, v] of Object.entries(scalars)) tb.scalar(tag, v, state.iteration);
           metrics.resetLosses();
           dataWait = 0;
           lastLogAt = Date.now();
@@ -150,6 +161,9 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
         log.info(`validation after epoch ${state.epoch} (${result.images} images): mIoU ${pct(result.metrics.mIoU)} mAcc ${pct(result.metrics.mAcc)} aAcc ${pct(result.metrics.aAcc)} loss ${result.loss.toFixed(4)}`);
         log.info(formatClassTable(info.class_names, result.metrics));
         log.metrics({ kind: 'val', epoch: state.epoch, iteration: state.iteration, ...values, iou: Object.fromEntries(info.class_names.map((n, k) => [n, result.metrics.iou[k]])) });
+        for (const [tag, v] of Object.entries(values)) tb.scalar(tag, v, state.iteration);
+        info.class_names.forEach((n, k) => tb.scalar(`val/IoU/${n}`, result.metrics.iou[k], state.iteration));
+        tb.flush();
         if (monitor) {
           const value = values[monitor.metric];
           if (value === undefined) throw new Error(`checkpoint.monitor: unknown metric ${monitor.metric}; known: ${Object.keys(values).join(', ')}`);
@@ -193,6 +207,7 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
     optimizer.dispose();
     model.dispose();
     await data.close();
+    tb.close();
     log.close();
   }
   summary.best = state.best;
@@ -200,6 +215,11 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
   log.info(`done: ${state.iteration} iterations in ${formatDuration((Date.now() - started) / 1000)}; last checkpoint ${summary.checkpoint}` +
     (state.best ? `; best ${state.best.metric} ${state.best.value.toFixed(4)} (epoch ${state.best.epoch})` : ''));
   return summary;
+}
+
+/** A sortable, filesystem-safe name for this run's TensorBoard folder. */
+function runName(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-');
 }
 
 const pct = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)}%`);
