@@ -1,0 +1,94 @@
+// Builds a segmentation model from the `model` section of a run's config. Backbone and head types
+// come from explicit tables (no registry filled by import side effects); their keys are exported so
+// config validation can list the valid names.
+
+import { ResNet, RESNET_DEPTHS, RESNET_STEMS, type ResNetDepth, type ResNetStem } from './resnet';
+import { PSPHead } from './psp-head';
+import { FCNHead } from './fcn-head';
+import { EncoderDecoder, type Backbone } from './encoder-decoder';
+import type { DecodeHead } from './decode-head';
+
+export interface ModelConfig {
+  norm: 'bn' | 'syncbn';
+  align_corners: boolean;
+  backbone: {
+    type: 'resnet';
+    depth: ResNetDepth;
+    stem: ResNetStem;
+    output_stride: 8 | 16;
+    base_channels: number;
+    /**
+     * Optional, default false: the first block of each dilated stage at half the stage's dilation
+     * (mmseg's contract_dilation, which its PSPNet configs set to true).
+     */
+    contract_dilation?: boolean;
+  };
+  head: { type: 'psp'; channels: number; dropout: number; pool_scales: number[] };
+  aux: { enabled: boolean; channels: number; weight: number; dropout: number };
+}
+
+const BACKBONES = {
+  resnet: (cfg: ModelConfig): Backbone => new ResNet({
+    depth: cfg.backbone.depth,
+    stem: cfg.backbone.stem,
+    outputStride: cfg.backbone.output_stride,
+    baseChannels: cfg.backbone.base_channels,
+    contractDilation: cfg.backbone.contract_dilation ?? false,
+    syncBN: cfg.norm === 'syncbn',
+  }),
+} as const;
+
+const HEADS = {
+  psp: (cfg: ModelConfig, inChannels: number, numClasses: number): DecodeHead => new PSPHead({
+    inChannels,
+    channels: cfg.head.channels,
+    numClasses,
+    inIndex: 3,
+    dropout: cfg.head.dropout,
+    alignCorners: cfg.align_corners,
+    syncBN: cfg.norm === 'syncbn',
+    poolScales: cfg.head.pool_scales,
+  }),
+} as const;
+
+export const BACKBONE_TYPES: readonly string[] = Object.keys(BACKBONES);
+export const HEAD_TYPES: readonly string[] = Object.keys(HEADS);
+export const NORM_TYPES: readonly string[] = ['bn', 'syncbn'];
+export { RESNET_DEPTHS, RESNET_STEMS };
+
+function pick<T>(table: Record<string, T>, kind: string, name: string): T {
+  if (!Object.prototype.hasOwnProperty.call(table, name)) {
+    throw new Error(`Unknown ${kind} type '${name}'; valid: ${Object.keys(table).join(', ')}`);
+  }
+  return table[name];
+}
+
+/**
+ * Assembles backbone + PSP head (+ FCN auxiliary head on stage 3) and draws every weight from `seed`
+ * (a pure function of seed and parameter name; see Module.initialize).
+ */
+export function buildModel(cfg: ModelConfig, numClasses: number, seed: number): EncoderDecoder {
+  if (!Number.isInteger(numClasses) || numClasses < 1) {
+    throw new Error(`Error in buildModel: num_classes must be a positive integer, got ${numClasses}`);
+  }
+  if (!NORM_TYPES.includes(cfg.norm)) {
+    throw new Error(`Unknown norm type '${cfg.norm}'; valid: ${NORM_TYPES.join(', ')}`);
+  }
+  const backbone = pick<(c: ModelConfig) => Backbone>(BACKBONES, 'backbone', cfg.backbone.type)(cfg);
+  const makeHead = pick<(c: ModelConfig, i: number, n: number) => DecodeHead>(HEADS, 'head', cfg.head.type);
+  const decodeHead = makeHead(cfg, backbone.outChannels[3], numClasses);
+  const auxiliaryHead = cfg.aux.enabled
+    ? new FCNHead({
+      inChannels: backbone.outChannels[2],
+      channels: cfg.aux.channels,
+      numClasses,
+      inIndex: 2,
+      dropout: cfg.aux.dropout,
+      alignCorners: cfg.align_corners,
+      syncBN: cfg.norm === 'syncbn',
+    })
+    : undefined;
+  const model = new EncoderDecoder({ backbone, decodeHead, auxiliaryHead, alignCorners: cfg.align_corners });
+  model.initialize(seed);
+  return model;
+}
