@@ -13,8 +13,7 @@
 //              contract_dilation=False; also hszhao/semseg's PSPNet);
 //   'contract' the first block of a dilated stage uses half of it (contract_dilation=True, what
 //              mmseg's PSPNet/DeepLab configs set, and torchvision's replace_stride_with_dilation).
-// IMPLEMENTED_VARIANT names the one src/models/resnet.ts implements; it is checked strictly. The
-// other is checked as a todo (runs and reports, does not fail the suite).
+// segdist implements both (model.backbone.contract_dilation), and both are checked strictly.
 
 import { before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,8 +29,7 @@ import {
 type Shape4 = [number, number, number, number];
 type Variant = 'plain' | 'contract';
 
-const IMPLEMENTED_VARIANT: Variant = 'plain';
-const OTHER_VARIANT: Variant = IMPLEMENTED_VARIANT === 'plain' ? 'contract' : 'plain';
+const VARIANTS: Variant[] = ['plain', 'contract'];
 
 interface GoldenConfig {
   depth: ResNetDepth;
@@ -224,12 +222,12 @@ function compare(t: TestContext, g: GoldenFile, variant: Variant, r: Results, gr
   return failures;
 }
 
-function modelRunner(g: GoldenFile, loss: LossSpec): { runner: Runner; dispose: () => void } {
+function modelRunner(g: GoldenFile, loss: LossSpec, variant: Variant): { runner: Runner; dispose: () => void } {
   const c = g.meta<GoldenConfig>('config');
   const cfg: ModelConfig = {
     norm: 'bn',
     align_corners: c.align_corners as boolean,
-    backbone: { type: 'resnet', depth: c.depth, stem: c.stem, output_stride: c.output_stride, base_channels: c.base_channels },
+    backbone: { type: 'resnet', depth: c.depth, stem: c.stem, output_stride: c.output_stride, base_channels: c.base_channels, contract_dilation: variant === 'contract' },
     head: { type: 'psp', channels: c.head_channels as number, dropout: 0, pool_scales: c.pool_scales as number[] },
     aux: { enabled: c.aux as boolean, channels: c.aux_channels as number, weight: loss.aux_weight, dropout: 0 },
   };
@@ -254,9 +252,9 @@ function modelRunner(g: GoldenFile, loss: LossSpec): { runner: Runner; dispose: 
   };
 }
 
-function backboneRunner(g: GoldenFile, loss: LossSpec): { runner: Runner; dispose: () => void } {
+function backboneRunner(g: GoldenFile, loss: LossSpec, variant: Variant): { runner: Runner; dispose: () => void } {
   const c = g.meta<GoldenConfig>('config');
-  const resnet = new ResNet({ depth: c.depth, stem: c.stem, outputStride: c.output_stride, baseChannels: c.base_channels });
+  const resnet = new ResNet({ depth: c.depth, stem: c.stem, outputStride: c.output_stride, baseChannels: c.base_channels, contractDilation: variant === 'contract' });
   loadInto(resnet, g, 'backbone.');
   return {
     runner: {
@@ -294,8 +292,8 @@ for (const { file, backboneOnly } of CASES) {
   const localName = (n: string) => n.slice(prefix.length);
 
   describe(`parity with PyTorch: ${g.metadata.case} (input [${input.shape}])`, () => {
-    const resultsFor = (): Results => {
-      const { runner, dispose } = backboneOnly ? backboneRunner(g, loss) : modelRunner(g, loss);
+    const resultsFor = (variant: Variant): Results => {
+      const { runner, dispose } = backboneOnly ? backboneRunner(g, loss, variant) : modelRunner(g, loss, variant);
       try {
         const r = run(runner, input, outSub, gradNames.map(localName), bnNames.map(localName));
         // back to the golden's (prefixed) names
@@ -305,19 +303,12 @@ for (const { file, backboneOnly } of CASES) {
         dispose();
       }
     };
-    let results: Results | undefined;
-    const get = () => (results ??= resultsFor());
 
-    test(`matches PyTorch with dilation '${IMPLEMENTED_VARIANT}' (the implemented one)`, (t) => {
-      const failures = compare(t, g, IMPLEMENTED_VARIANT, get(), gradNames);
-      assert.deepEqual(failures, []);
-    });
-
-    test(`matches PyTorch with dilation '${OTHER_VARIANT}'`, {
-      todo: `segdist implements '${IMPLEMENTED_VARIANT}'; see the header of this file`,
-    }, (t) => {
-      const failures = compare(t, g, OTHER_VARIANT, get(), gradNames);
-      assert.deepEqual(failures, []);
-    });
+    for (const variant of VARIANTS) {
+      test(`matches PyTorch with dilation '${variant}' (contract_dilation: ${variant === 'contract'})`, (t) => {
+        const failures = compare(t, g, variant, resultsFor(variant), gradNames);
+        assert.deepEqual(failures, []);
+      });
+    }
   });
 }

@@ -31,6 +31,7 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
       depth: int(18, 'ResNet depth.', { choices: RESNET_DEPTHS }),
       stem: str('v1b', 'v1b (7x7 conv), v1c (three 3x3 convs) or v1d (v1c + avg-pool shortcut).', { choices: ['v1b', 'v1c', 'v1d'] }),
       output_stride: int(8, 'Output stride: 8 (stages 3-4 dilated 2 and 4) or 16 (stage 4 dilated 2).', { choices: [8, 16] }),
+      contract_dilation: bool(true, 'The first block of a dilated stage uses half the dilation (mmseg\'s PSPNet/DeepLab configs, torchvision); false: the full dilation in every block (semseg).'),
       base_channels: int(64, 'Width of the first stage; every stage scales with it (64 = the standard network).', { min: 1 }),
     }),
     head: section('Decode head.', {
