@@ -78,3 +78,15 @@ test('the reference documents every key and the defaults validate', () => {
   const d = defaultsOf(CONFIG_SCHEMA) as Record<string, unknown>;
   assert.deepEqual(resolveConfig({}), d);
 });
+
+test('every shipped config validates, and the synthetic one is the embedded default', () => {
+  const dir = path.resolve(__dirname, '../../configs');
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+  assert.ok(files.length >= 3);
+  for (const f of files) resolveConfig({ file: path.join(dir, f) });
+  assert.deepEqual(resolveConfig({ file: path.join(dir, 'pspnet_r18_synthetic.yaml') }), resolveConfig({}));
+  const camvid = resolveConfig({ file: path.join(dir, 'pspnet_r18_camvid.yaml') });
+  assert.equal(camvid.data.num_classes, 11);
+  assert.deepEqual(camvid.data.label_map, { 11: 255 });
+  assert.equal(camvid.model.backbone.depth, 18);
+});

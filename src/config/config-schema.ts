@@ -19,6 +19,9 @@ function checkLabelMap(value: unknown, at: string): void {
   }
 }
 
+// The defaults are the embedded default job (`segdist train` with no flags): a small PSPNet-ResNet-18
+// on a generated synthetic dataset that reaches val mIoU > 0.7 in minutes on a 2-core CPU. The configs
+// in configs/ set the standard widths for real datasets.
 export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
   seed: int(0, 'Seed of every random draw (init, shuffle, augmentation, dropout).', { min: 0 }),
   work_dir: str('work_dirs/default', 'Where checkpoints, logs and the resolved config go.'),
@@ -32,17 +35,17 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
       stem: str('v1b', 'v1b (7x7 conv), v1c (three 3x3 convs) or v1d (v1c + avg-pool shortcut).', { choices: ['v1b', 'v1c', 'v1d'] }),
       output_stride: int(8, 'Output stride: 8 (stages 3-4 dilated 2 and 4) or 16 (stage 4 dilated 2).', { choices: [8, 16] }),
       contract_dilation: bool(true, 'The first block of a dilated stage uses half the dilation (mmseg\'s PSPNet/DeepLab configs, torchvision); false: the full dilation in every block (semseg).'),
-      base_channels: int(64, 'Width of the first stage; every stage scales with it (64 = the standard network).', { min: 1 }),
+      base_channels: int(8, 'Width of the first stage; every stage scales with it. 64 is the standard network; the default 8 trains in minutes on a CPU.', { min: 1 }),
     }),
     head: section('Decode head.', {
       type: str('psp', 'Decode head type.', { choices: HEAD_TYPES }),
-      channels: int(512, 'Channels of the head\'s intermediate convolutions.', { min: 1 }),
+      channels: int(32, 'Channels of the head\'s intermediate convolutions (512 with the standard ResNet).', { min: 1 }),
       dropout: num(0.1, 'Channel dropout before the classifier.', { min: 0, max: 0.99 }),
       pool_scales: list([1, 2, 3, 6], int(null, '', { min: 1 }), 'Pyramid pooling bins (PSPNet).', { minLength: 1 }),
     }),
     aux: section('Auxiliary FCN head on stage 3, used only in training.', {
       enabled: bool(true, 'Train with the auxiliary head.'),
-      channels: int(256, 'Channels of its 3x3 convolution.', { min: 1 }),
+      channels: int(16, 'Channels of its 3x3 convolution (256 with the standard ResNet).', { min: 1 }),
       weight: num(0.4, 'Weight of its loss in the total loss.', { min: 0 }),
       dropout: num(0.1, 'Channel dropout before its classifier.', { min: 0, max: 0.99 }),
     }),
@@ -79,7 +82,7 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
     }),
   }),
   train: section('The training loop.', {
-    epochs: int(12, 'Epochs to train.', { min: 1 }),
+    epochs: int(8, 'Epochs to train.', { min: 1 }),
     val_interval: int(2, 'Validate every this many epochs (and after the last).', { min: 1 }),
     log_interval: int(10, 'Iterations between progress lines.', { min: 1 }),
   }),
