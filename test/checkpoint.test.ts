@@ -15,7 +15,7 @@ const tensors = (v: number) =>
   ]);
 
 const state = (iteration: number): CheckpointState => ({
-  format: 'segdist-checkpoint', version: 1, epoch: iteration, iteration, epoch_iteration: 0, max_iterations: 100, seed: 1, lr: 0.1,
+  format: 'segdist-checkpoint', version: 1, epoch: iteration, iteration, epoch_iteration: 0, max_iterations: 100, seed: 1, lr: 0.1, stage: 'train',
   best: null, stale_validations: 0, world_size: 1,
   dataset: { num_classes: 2, class_names: ['a', 'b'], ignore_index: 255, mean: [0, 0, 0], std: [1, 1, 1], palette: [[0, 0, 0], [255, 0, 0]] },
   config: resolveConfig({}), saved_at: 'now',

@@ -14,6 +14,8 @@ export interface CheckpointState {
   /** Base seed; every draw is keyed by (seed, epoch, iteration, sample), so no generator state is needed. */
   seed: number;
   lr: number;
+  /** Name of the training stage the next iteration belongs to (informative: the stage is a function of the iteration). */
+  stage: string;
   best: { metric: string; mode: 'max' | 'min'; value: number; iteration: number; epoch: number } | null;
   /** Validations in a row without improvement of the monitored metric (early stopping). */
   stale_validations: number;

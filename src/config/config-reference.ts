@@ -12,7 +12,7 @@ function typeOf(node: SchemaNode): string {
     case 'boolean':
       return 'boolean';
     case 'list':
-      return `list of ${typeOf(node.item)}` + (node.minLength === node.maxLength && node.minLength ? ` (${node.minLength})` : '') + (node.nullable ? ' or null' : '');
+      return `list of ${node.item.kind === 'section' ? 'mappings' : typeOf(node.item)}` + (node.minLength === node.maxLength && node.minLength ? ` (${node.minLength})` : '') + (node.nullable ? ' or null' : '');
     case 'any':
       return 'see description';
     case 'section':
@@ -34,6 +34,9 @@ export function configReference(): string {
       if (child.kind === 'section') {
         rows.push(`| **${key}** | section | | ${child.doc} |`);
         walk(child, key);
+      } else if (child.kind === 'list' && child.item.kind === 'section') {
+        rows.push(`| \`${key}\` | list of mappings${child.nullable ? ' or null' : ''} | \`${JSON.stringify(child.default)}\` | ${child.doc} |`);
+        walk(child.item, `${key}[]`);
       } else {
         rows.push(`| \`${key}\` | ${typeOf(child)} | \`${JSON.stringify(child.default)}\` | ${child.doc} |`);
       }

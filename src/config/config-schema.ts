@@ -3,8 +3,13 @@
 import { ConfigError } from './config-error';
 import { BACKBONE_TYPES, HEAD_TYPES, RESNET_DEPTHS } from '../models/build-model';
 import { bool, int, list, num, section, str, SchemaNode } from './schema';
+import { checkTransforms, DEFAULT_TRAIN_TRANSFORMS, DEFAULT_VAL_TRANSFORMS, TRANSFORM_OPS, TransformSpecError } from '../data/augment-spec';
+
+export const DATA_FORMATS = ['folder', 'list', 'voc', 'ade20k', 'cityscapes'] as const;
 
 export const BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
+
+export const TEST_MODES = ['whole', 'slide', 'multiscale'] as const;
 
 const pair = (def: [number, number] | null, doc: string, opts: { min?: number; integer?: boolean; nullable?: boolean } = {}): SchemaNode =>
   list(def, num(null, '', { min: opts.min, integer: opts.integer }), doc, { minLength: 2, maxLength: 2, nullable: opts.nullable });
@@ -22,6 +27,37 @@ function checkLabelMap(value: unknown, at: string): void {
 // The defaults are the embedded default job (`segdist train` with no flags): a small PSPNet-ResNet-18
 // on a generated synthetic dataset that reaches val mIoU > 0.7 in minutes on a 2-core CPU. The configs
 // in configs/ set the standard widths for real datasets.
+/** A transform-list check for the schema: the data module names the item and key, this makes it a ConfigError. */
+function transformsCheck(allowRandom: boolean): (value: unknown, at: string) => void {
+  return (value, at) => {
+    try {
+      checkTransforms(value, at, { allowRandom, cropSizeDefault: allowRandom });
+    } catch (e) {
+      if (e instanceof TransformSpecError) throw new ConfigError(e.message);
+      throw e;
+    }
+  };
+}
+
+const TRANSFORM_NAMES = Object.keys(TRANSFORM_OPS).join(', ');
+
+const PARAM_GROUP = section('A parameter group: the first rule whose pattern matches a parameter name sets its multipliers.', {
+  pattern: str(null, 'Parameter name pattern: a dotted prefix (backbone, backbone.layer1) or a glob with * (decode_head.*.bn.*).'),
+  lr_mult: num(1, 'Multiplies the learning rate.', { min: 0 }),
+  decay_mult: num(1, 'Multiplies the weight decay (norm and bias parameters never decay).', { min: 0 }),
+});
+
+const STAGE = section('A training stage; stages run in order.', {
+  name: str(null, 'Shown in logs and TensorBoard.'),
+  epochs: int(null, 'Length in epochs (or give iters; the last stage may omit both to run to train.epochs).', { min: 1, nullable: true }),
+  iters: int(null, 'Length in iterations.', { min: 1, nullable: true }),
+  frozen: list([], str(null, ''), 'Parameter name patterns that get no gradient, no update and no allreduce in this stage (e.g. [backbone]).'),
+  norm_eval: bool(true, 'Batch-norm layers whose parameters are all frozen use their running statistics.'),
+  lr: num(null, 'Base learning rate of the stage (null: optimizer.lr).', { min: 0, nullable: true }),
+  warmup_iters: int(null, 'Linear warmup at the start of the stage (null: schedule.warmup_iters).', { min: 0, nullable: true }),
+  param_groups: list(null, PARAM_GROUP, 'Parameter groups of the stage (null: optimizer.param_groups).', { nullable: true }),
+});
+
 export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
   seed: int(0, 'Seed of every random draw (init, shuffle, augmentation, dropout).', { min: 0 }),
   work_dir: str('work_dirs/default', 'Where checkpoints, logs and the resolved config go.'),
@@ -51,7 +87,10 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
     }),
   }),
   data: section('Dataset and augmentation.', {
-    format: str('folder', 'folder: images/<split>/*, labels/<split>/*.png, <split>.txt of stems; list: <split>.txt lines of "image label" paths.', { choices: ['folder', 'list'] }),
+    format: str('folder',
+      'Dataset layout. folder: images/<split>/*, labels/<split>/*.png, <split>.txt of stems (CamVid here, `segdist data synth`); ' +
+      'list: files of "image label" path pairs (data.list); voc: Pascal VOC 2012 (JPEGImages, SegmentationClass, ImageSets/Segmentation); ' +
+      'ade20k: ADEChallengeData2016 (images/, annotations/); cityscapes: leftImg8bit/ + gtFine/. See docs/data.md.', { choices: DATA_FORMATS }),
     root: str('work_dirs/default/data', 'Dataset root folder (relative paths resolve from the current directory).'),
     synthesize: bool(true, 'Generate the synthetic dataset into data.root on first use when data.root does not exist.'),
     synth: section('The synthetic dataset generated when data.synthesize is true.', {
@@ -69,16 +108,41 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
     val_split: str('val', 'Split used for validation.'),
     mean: list([123.675, 116.28, 103.53], num(null, ''), 'Per-channel RGB mean subtracted from images (0-255 scale).', { minLength: 3, maxLength: 3 }),
     std: list([58.395, 57.12, 57.375], num(null, '', { min: 1e-6 }), 'Per-channel RGB standard deviation (0-255 scale).', { minLength: 3, maxLength: 3 }),
+    list: section('data.format list: the list files, one "<image path> <label path>" pair per line, paths relative to data.root.', {
+      train: str(null, 'List of the training split; null: <data.root>/<train_split>.txt.', { nullable: true }),
+      val: str(null, 'List of the validation split; null: <data.root>/<val_split>.txt.', { nullable: true }),
+    }),
+    voc: section('data.format voc (data.root: VOC2012, or the VOCdevkit folder holding it).', {
+      aug: bool(false, 'Also train on the SBD augmented set: ImageSets/Segmentation/aug.txt with labels in SegmentationClassAug/, minus the ids of the validation split (10582 images with the standard lists).'),
+    }),
+    ade20k: section('data.format ade20k (data.root: ADEChallengeData2016; splits train/val read images/training, images/validation).', {
+      reduce_zero_label: bool(true, 'Label 0 ("other") becomes the ignore index and every other label v becomes v - 1 (150 classes), as mmseg does.'),
+    }),
+    cityscapes: section('data.format cityscapes (data.root holds leftImg8bit/ and gtFine/).', {
+      gt_dir: str('gtFine', 'Annotation folder: gtFine or gtCoarse.'),
+      labels: str('auto', 'auto: <name>_labelTrainIds.png when present, else <name>_labelIds.png mapped to the 19 train ids (other ids -> ignore); or force one of labelIds, labelTrainIds.', { choices: ['auto', 'labelIds', 'labelTrainIds'] }),
+    }),
+    workers: int(null, 'Data worker threads that decode and augment (0: on the main thread). null: the host\'s cores divided by its trainers, minus the compute thread, 1 to 4.', { min: 0, max: 64, nullable: true }),
     prefetch: int(2, 'Batches prepared ahead of the training step.', { min: 1 }),
+    skip_bad: bool(false, 'A corrupt, missing, mis-sized or out-of-range sample is skipped with a warning (and counted at the end of the epoch) instead of stopping the run. Training fills its slot with the next good sample of the shard; validation leaves it out.'),
     train: section('Training-time sampling and augmentation.', {
       batch_size: int(8, 'Images per step per trainer.', { min: 1 }),
-      crop_size: pair([128, 128], 'Random crop [height, width].', { min: 1, integer: true }),
-      scale_range: pair([0.5, 2.0], 'Random rescale range, relative to the image (or to base_size).', { min: 0.01 }),
-      base_size: int(null, 'Long side the random scale is relative to; null keeps the image size.', { min: 1, nullable: true }),
-      flip: bool(true, 'Random horizontal flip.'),
+      crop_size: pair([128, 128], 'Training sample size [height, width]: the size pad and random_crop use when they give none.', { min: 1, integer: true }),
+      transforms: {
+        kind: 'any',
+        default: DEFAULT_TRAIN_TRANSFORMS,
+        check: transformsCheck(true),
+        doc: `Ordered list of ops, each {type: ..., params}; types: ${TRANSFORM_NAMES}. Every op is deterministic given the seed. Parameters and defaults: docs/data.md.`,
+      },
     }),
     val: section('Validation.', {
       batch_size: int(8, 'Images per validation batch.', { min: 1 }),
+      transforms: {
+        kind: 'any',
+        default: DEFAULT_VAL_TRANSFORMS,
+        check: transformsCheck(false),
+        doc: 'Ordered list of deterministic ops (resize, center_crop, pad, normalize); the default evaluates the whole image.',
+      },
     }),
   }),
   train: section('The training loop.', {
@@ -92,6 +156,7 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
     momentum: num(0.9, 'Momentum.', { min: 0, max: 1 }),
     weight_decay: num(1e-4, 'L2 weight decay (not applied to norm and bias parameters).', { min: 0 }),
     nesterov: bool(false, 'Nesterov momentum.'),
+    param_groups: list([], PARAM_GROUP, 'lr and weight-decay multipliers by parameter name (e.g. [{pattern: backbone, lr_mult: 0.1}]).'),
   }),
   schedule: section('Learning-rate schedule, a pure function of the iteration.', {
     policy: str('poly', 'poly: lr = base * (1 - t/T)^power, floored at min_lr.', { choices: ['poly', 'constant'] }),
@@ -99,6 +164,7 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
     min_lr: num(1e-4, 'Floor of the learning rate.', { min: 0 }),
     warmup_iters: int(20, 'Linear warmup iterations (0: none).', { min: 0 }),
     warmup_ratio: num(0.1, 'Warmup starts at base lr x this ratio.', { min: 0, max: 1 }),
+    stages: list(null, STAGE, 'Training stages, e.g. the backbone frozen for a first "head" stage, then everything; the lr schedule restarts in each stage (null: one stage).', { nullable: true }),
   }),
   checkpoint: section('Checkpoints in <work_dir>/checkpoints.', {
     interval: int(1, 'Save every this many epochs (and after the last).', { min: 1 }),
@@ -106,5 +172,12 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
     monitor: str('max val/mIoU', 'Metric that selects the `best` copy, as "max <metric>" or "min <metric>"; null: no best copy.', { nullable: true }),
     early_stop_patience: int(0, 'Stop after this many validations without improvement of the monitored metric (0: never).', { min: 0 }),
     save_on_interrupt: bool(true, 'On SIGINT/SIGTERM, save a checkpoint of the last completed iteration before exiting.'),
+  }),
+  test: section('Test-time inference of `segdist eval` and `segdist infer` (validation during training is always whole-image). Images go through data.val.transforms first; predictions are scored at the original label resolution. Details: docs/eval.md.', {
+    mode: str('whole', 'whole: one pass over the image; slide: windows of crop_size every stride, logits of overlapping windows averaged; multiscale: the image resized by each of scales (sliding windows where the resized image exceeds crop_size), softmax probabilities resized back and averaged.', { choices: TEST_MODES }),
+    crop_size: pair(null, 'Window [height, width] of slide and multiscale; null: data.train.crop_size.', { min: 1, integer: true, nullable: true }),
+    stride: pair(null, 'Step between windows [height, width]; null: ceil(2/3 x crop_size), as semseg.', { min: 1, integer: true, nullable: true }),
+    scales: list([0.5, 0.75, 1.0, 1.25, 1.5, 1.75], num(null, '', { min: 0.01, max: 16 }), 'Scale factors of multiscale, relative to the image after data.val.transforms.', { minLength: 1 }),
+    flip: bool(false, 'Also predict the horizontally flipped image (at every scale) and average the softmax probabilities.'),
   }),
 });

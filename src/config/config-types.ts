@@ -1,7 +1,26 @@
 // The resolved configuration as the code sees it. Kept beside config-schema.ts: the schema checks
 // values at run time, these types let the compiler check their uses; a test asserts the two agree.
-import type { BACKENDS } from './config-schema';
+import type { BACKENDS, TEST_MODES } from './config-schema';
 import type { ModelConfig } from '../models/build-model';
+import type { CityscapesLabels } from '../data/formats';
+
+/** Keys a config may omit inside list items are optional here; src/train/stage-plan.ts fills them. */
+export interface ParamGroupRule {
+  pattern: string;
+  lr_mult?: number;
+  decay_mult?: number;
+}
+
+export interface StageConfig {
+  name?: string;
+  epochs?: number | null;
+  iters?: number | null;
+  frozen?: string[];
+  norm_eval?: boolean;
+  lr?: number | null;
+  warmup_iters?: number | null;
+  param_groups?: ParamGroupRule[] | null;
+}
 
 export interface SegdistConfig {
   seed: number;
@@ -9,7 +28,7 @@ export interface SegdistConfig {
   backend: (typeof BACKENDS)[number];
   model: ModelConfig;
   data: {
-    format: 'folder' | 'list';
+    format: 'folder' | 'list' | 'voc' | 'ade20k' | 'cityscapes';
     root: string;
     synthesize: boolean;
     synth: { classes: number; train_count: number; val_count: number; size: [number, number]; seed: number };
@@ -21,12 +40,20 @@ export interface SegdistConfig {
     val_split: string;
     mean: [number, number, number];
     std: [number, number, number];
+    list: { train: string | null; val: string | null };
+    voc: { aug: boolean };
+    ade20k: { reduce_zero_label: boolean };
+    cityscapes: { gt_dir: string; labels: CityscapesLabels };
+    workers: number | null;
     prefetch: number;
-    train: { batch_size: number; crop_size: [number, number]; scale_range: [number, number]; base_size: number | null; flip: boolean };
-    val: { batch_size: number };
+    skip_bad: boolean;
+    /** Transform lists as written in the config; src/data/augment-spec.ts checks them and fills defaults. */
+    train: { batch_size: number; crop_size: [number, number]; transforms: Array<Record<string, unknown>> };
+    val: { batch_size: number; transforms: Array<Record<string, unknown>> };
   };
   train: { epochs: number; val_interval: number; log_interval: number };
-  optimizer: { type: 'sgd'; lr: number; momentum: number; weight_decay: number; nesterov: boolean };
-  schedule: { policy: 'poly' | 'constant'; power: number; min_lr: number; warmup_iters: number; warmup_ratio: number };
+  optimizer: { type: 'sgd'; lr: number; momentum: number; weight_decay: number; nesterov: boolean; param_groups: ParamGroupRule[] };
+  schedule: { policy: 'poly' | 'constant'; power: number; min_lr: number; warmup_iters: number; warmup_ratio: number; stages: StageConfig[] | null };
   checkpoint: { interval: number; keep_last: number; monitor: string | null; early_stop_patience: number; save_on_interrupt: boolean };
+  test: { mode: (typeof TEST_MODES)[number]; crop_size: [number, number] | null; stride: [number, number] | null; scales: number[]; flip: boolean };
 }

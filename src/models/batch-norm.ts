@@ -44,6 +44,11 @@ export class BatchNorm2d extends Module implements Layer {
   readonly eps: number;
   readonly momentum: number;
   readonly sync: boolean;
+  /**
+   * Use the running statistics even when training (mmseg's norm_eval): set by the trainer on the BN
+   * layers of frozen parts, whose statistics should stay those of the weights they were trained with.
+   */
+  normEval = false;
 
   constructor(readonly numFeatures: number, opts: BatchNormOptions = {}) {
     super();
@@ -61,7 +66,7 @@ export class BatchNorm2d extends Module implements Layer {
     if (c !== this.numFeatures) {
       throw new Error(`Error in BatchNorm2d '${this.path}': expected ${this.numFeatures} channels, got ${c}`);
     }
-    if (!ctx.training) return this.evalForward(x);
+    if (!ctx.training || this.normEval) return this.evalForward(x);
     return this.trainForward(x, this.sync ? ctx.statReducer : undefined);
   }
 

@@ -1,15 +1,19 @@
 // The bridge from the data section of the config to src/data: find (or synthesize) the dataset,
-// read its metadata, and build the training and validation loaders for this trainer's shard.
+// read its metadata, and build the training and validation loaders for this trainer's shard, fed by
+// a pool of data worker threads (data.workers) or, with data.workers 0, by this thread.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SegdistConfig } from '../config/config-types';
-import { BatchLoader } from '../data/batch-loader';
+import { checkTransforms } from '../data/augment-spec';
+import { BatchLoader, type SamplePreparer } from '../data/batch-loader';
 import { DataError } from '../data/data-error';
 import { DistributedSampler } from '../data/distributed-sampler';
 import { readFolderSplit, readListFile, SampleRef } from '../data/folder-dataset';
-import { buildLabelMap, loadSample } from '../data/load-sample';
+import { CITYSCAPES_IDS_MAP, cityscapesIdMap, readAde20kSplit, readCityscapesSplit, readVocSplit, reduceZeroLabelMap } from '../data/formats';
+import { buildLabelMap, type LoadSampleOptions } from '../data/load-sample';
+import { DataPrefetcher, defaultWorkerCount } from '../data/prefetcher';
+import { buildPreparer, type PreparerSpec } from '../data/preparer-spec';
 import { synthesizeDataset } from '../data/synth-dataset';
-import { evalTransform, trainTransform } from '../data/transforms';
 import type { CheckpointState } from '../checkpoint/checkpoint-state';
 import { vocPalette } from '../eval/palette';
 
@@ -27,12 +31,15 @@ export interface PreparedData {
 export interface ShardSpec {
   rank: number;
   worldSize: number;
+  /** Trainers on this host, for the default pool size; default $LOCAL_WORLD_SIZE, else worldSize. */
+  trainersOnHost?: number;
 }
 
 /** Generates the synthetic dataset when the config asks for it and the root does not exist yet. */
 export async function ensureDataset(cfg: SegdistConfig, log: (m: string) => void): Promise<string> {
   const root = path.resolve(cfg.data.root);
-  if (!fs.existsSync(root) && cfg.data.synthesize) {
+  // Only the folder layout can be synthesized; any other format reports the missing root when read.
+  if (!fs.existsSync(root) && cfg.data.synthesize && cfg.data.format === 'folder') {
     const s = cfg.data.synth;
     log(`generating the synthetic dataset (${s.classes} classes, ${s.train_count} train + ${s.val_count} val images of ${s.size[0]}x${s.size[1]}) in ${root}`);
     // Written beside the final folder and renamed, so an interrupted generation is never taken as a dataset.
@@ -66,39 +73,93 @@ export function datasetInfo(cfg: SegdistConfig, root: string): DatasetInfo {
   return { num_classes: n, class_names: names, ignore_index: cfg.data.ignore_index, mean: cfg.data.mean, std: cfg.data.std, palette };
 }
 
-export async function readSplit(cfg: SegdistConfig, root: string, split: string): Promise<SampleRef[]> {
-  return cfg.data.format === 'list' ? readListFile({ root, listFile: `${split}.txt` }) : readFolderSplit({ root, split });
+/** One split in the configured format; `role` says whether it is the training or the validation split. */
+export async function readSplit(cfg: SegdistConfig, root: string, split: string, role: 'train' | 'val' = split === cfg.data.val_split ? 'val' : 'train'): Promise<SampleRef[]> {
+  const d = cfg.data;
+  switch (d.format) {
+    case 'folder':
+      return readFolderSplit({ root, split });
+    case 'list':
+      return readListFile({ root, listFile: d.list[role] ?? `${split}.txt` });
+    case 'voc':
+      return readVocSplit({ root, split, aug: d.voc.aug && role === 'train' ? { excludeSplit: d.val_split } : undefined });
+    case 'ade20k':
+      return readAde20kSplit({ root, split });
+    case 'cityscapes':
+      return readCityscapesSplit({ root, split, gtDir: d.cityscapes.gt_dir, labels: d.cityscapes.labels });
+  }
+}
+
+/** Class count, ignore index and the label lookups of the configured format and data.label_map. */
+export function loadOptions(cfg: SegdistConfig, info: DatasetInfo): LoadSampleOptions {
+  const ignore = info.ignore_index;
+  let map: Uint8Array | undefined;
+  if (cfg.data.format === 'ade20k' && cfg.data.ade20k.reduce_zero_label) map = reduceZeroLabelMap(ignore);
+  if (cfg.data.label_map) {
+    const user = buildLabelMap(Object.entries(cfg.data.label_map).map(([k, v]) => [Number(k), v] as [number, number]));
+    map = map === undefined ? user : map.map((v) => user[v]);
+  }
+  const opts: LoadSampleOptions = { numClasses: info.num_classes, ignoreIndex: ignore, labelMap: map };
+  if (cfg.data.format === 'cityscapes') opts.labelMaps = { [CITYSCAPES_IDS_MAP]: cityscapesIdMap(ignore) };
+  return opts;
+}
+
+/** The train and val preparer specs (plain data, sent as is to worker threads). */
+export function preparerSpecs(cfg: SegdistConfig, info: DatasetInfo): { train: PreparerSpec; val: PreparerSpec } {
+  const load = loadOptions(cfg, info);
+  const context = { mean: cfg.data.mean, std: cfg.data.std, ignoreIndex: info.ignore_index, cropSize: cfg.data.train.crop_size };
+  return {
+    train: { load, context, transforms: checkTransforms(cfg.data.train.transforms, 'data.train.transforms') },
+    val: { load, context, transforms: checkTransforms(cfg.data.val.transforms, 'data.val.transforms', { allowRandom: false, cropSizeDefault: false }) },
+  };
 }
 
 export async function prepareData(cfg: SegdistConfig, log: (m: string) => void, shard: ShardSpec = { rank: 0, worldSize: 1 }): Promise<PreparedData> {
   const root = await ensureDataset(cfg, log);
   const info = datasetInfo(cfg, root);
-  const [trainRefs, valRefs] = await Promise.all([readSplit(cfg, root, cfg.data.train_split), readSplit(cfg, root, cfg.data.val_split)]);
-  const labelMap = cfg.data.label_map ? buildLabelMap(Object.entries(cfg.data.label_map).map(([k, v]) => [Number(k), v] as [number, number])) : undefined;
-  const load = (ref: SampleRef) => loadSample(ref, { numClasses: info.num_classes, ignoreIndex: info.ignore_index, labelMap });
-  const t = cfg.data.train;
-  const train = new BatchLoader({
-    samples: trainRefs,
-    sampler: new DistributedSampler({ size: trainRefs.length, ...shard, shuffle: true, seed: cfg.seed }),
-    batchSize: t.batch_size,
-    seed: cfg.seed,
-    prefetch: cfg.data.prefetch,
-    load,
-    transform: trainTransform({
-      cropSize: t.crop_size, scaleRange: t.scale_range, baseSize: t.base_size ? [t.base_size, t.base_size] : undefined,
-      flipProb: t.flip ? 0.5 : 0, ignoreIndex: info.ignore_index, mean: cfg.data.mean, std: cfg.data.std,
-    }),
+  const [trainRefs, valRefs] = await Promise.all([readSplit(cfg, root, cfg.data.train_split, 'train'), readSplit(cfg, root, cfg.data.val_split, 'val')]);
+  const specs = preparerSpecs(cfg, info);
+  const { rank, worldSize } = shard;
+  const trainersOnHost = shard.trainersOnHost ?? (Number(process.env.LOCAL_WORLD_SIZE) || worldSize);
+  const workers = cfg.data.workers ?? defaultWorkerCount(trainersOnHost);
+  const pool = workers > 0 ? new DataPrefetcher({ workers, pipelines: { train: specs.train, val: specs.val } }) : null;
+  const preparer = (name: 'train' | 'val'): SamplePreparer => (pool ? pool.preparer(name) : buildPreparer(specs[name]));
+  const skipLog = (split: string) => ({
+    onSkip: (e: { epoch: number; error: DataError }) => log(`warning: data.skip_bad: skipping a bad ${split} sample (epoch ${e.epoch + 1}): ${e.error.message}`),
+    onEpochEnd: (epoch: number, stats: { skipped: number }) => {
+      if (stats.skipped > 0) log(`data: epoch ${epoch + 1}: ${stats.skipped} bad ${split} sample(s) skipped (data.skip_bad)`);
+    },
   });
-  const val = new BatchLoader({
-    samples: valRefs,
-    // No padding: every validation image is counted exactly once across ranks.
-    sampler: new DistributedSampler({ size: valRefs.length, ...shard, shuffle: false, seed: cfg.seed, padding: false }),
-    batchSize: cfg.data.val.batch_size,
-    seed: cfg.seed,
-    prefetch: cfg.data.prefetch,
-    dropLast: false,
-    load,
-    transform: evalTransform({ mean: cfg.data.mean, std: cfg.data.std }),
-  });
-  return { info, train, val, trainSize: trainRefs.length, valSize: valRefs.length, close: async () => {} };
+  let train: BatchLoader;
+  let val: BatchLoader;
+  try {
+    train = new BatchLoader({
+      samples: trainRefs,
+      sampler: new DistributedSampler({ size: trainRefs.length, rank, worldSize, shuffle: true, seed: cfg.seed }),
+      batchSize: cfg.data.train.batch_size,
+      seed: cfg.seed,
+      prefetch: cfg.data.prefetch,
+      prepare: preparer('train'),
+      skipBad: cfg.data.skip_bad ? 'replace' : false,
+      ...skipLog(cfg.data.train_split),
+    });
+    val = new BatchLoader({
+      samples: valRefs,
+      // No padding: every validation image is counted exactly once across ranks.
+      sampler: new DistributedSampler({ size: valRefs.length, rank, worldSize, shuffle: false, seed: cfg.seed, padding: false }),
+      batchSize: cfg.data.val.batch_size,
+      seed: cfg.seed,
+      prefetch: cfg.data.prefetch,
+      dropLast: false,
+      prepare: preparer('val'),
+      skipBad: cfg.data.skip_bad ? 'drop' : false,
+      ...skipLog(cfg.data.val_split),
+    });
+  } catch (e) {
+    await pool?.close();
+    throw e;
+  }
+  const threads = workers === 0 ? 'on the main thread' : `${workers} worker thread${workers > 1 ? 's' : ''}${cfg.data.workers === null ? ` (auto: ${trainersOnHost} trainer(s) on this host)` : ''}`;
+  log(`data: ${cfg.data.format} dataset at ${root}: ${trainRefs.length} ${cfg.data.train_split} / ${valRefs.length} ${cfg.data.val_split} samples; prepared ${threads}, ${cfg.data.prefetch} batch(es) ahead`);
+  return { info, train, val, trainSize: trainRefs.length, valSize: valRefs.length, close: async () => pool?.close() };
 }

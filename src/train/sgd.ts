@@ -35,11 +35,16 @@ export class Sgd {
     private readonly opts: SgdOptions,
     settingsOf: (name: string, v: tf.Variable) => ParamGroupSettings = defaultParamSettings,
   ) {
+    this.setParamSettings(settingsOf);
     for (const [name, v] of params) {
-      this.settings.set(name, settingsOf(name, v));
       // Unnamed: tfjs variable names are global to the engine, and two models may coexist (tests, eval).
       this.buffers.set(name, tf.variable(tf.zerosLike(v), false));
     }
+  }
+
+  /** Changes the lr and weight-decay multipliers (a new training stage); the state is kept. */
+  setParamSettings(settingsOf: (name: string, v: tf.Variable) => ParamGroupSettings): void {
+    for (const [name, v] of this.params) this.settings.set(name, settingsOf(name, v));
   }
 
   /** Applies one update; `grads` maps parameter names to gradients (missing: frozen, skipped). */

@@ -13,7 +13,6 @@ import { evaluate, EvalResult } from '../eval/evaluate';
 import { buildModel } from '../models/build-model';
 import { deriveSeed } from '../util/rng';
 import { prepareData } from './data-setup';
-import { learningRate } from './lr-schedule';
 import { formatClassTable, formatDuration, formatProgress } from './progress';
 import { ConsoleRunLogger, RunLogger } from './run-logger';
 import { Sgd } from './sgd';
@@ -21,6 +20,8 @@ import { loadModelState, modelStateDict } from './state-dict';
 import { TrainMetrics } from './train-metrics';
 import { trainStep } from './train-step';
 import { isImprovement, parseMonitor } from './monitor';
+import { groupName, isFrozen, paramSettings, Stage, StagePlan } from './stage-plan';
+import { BatchNorm2d } from '../models/batch-norm';
 import { SummaryWriter, SummaryWriterLike } from '../tensorboard/summary-writer';
 
 export interface TrainOptions {
@@ -58,19 +59,20 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
   const info = data.info;
 
   const model = buildModel(cfg.model, info.num_classes, cfg.seed);
-  const trainable = model.namedParameters();
-  const optimizer = new Sgd(trainable, { momentum: cfg.optimizer.momentum, weightDecay: cfg.optimizer.weight_decay, nesterov: cfg.optimizer.nesterov });
+  const allParams = model.namedParameters();
+  const optimizer = new Sgd(allParams, { momentum: cfg.optimizer.momentum, weightDecay: cfg.optimizer.weight_decay, nesterov: cfg.optimizer.nesterov });
   const metrics = new TrainMetrics(info.num_classes, info.ignore_index);
   const checkpoints = new CheckpointManager(path.join(workDir, 'checkpoints'), cfg.checkpoint.keep_last);
   const monitor = parseMonitor(cfg.checkpoint.monitor);
 
   const itersPerEpoch = data.train.numBatches();
   if (itersPerEpoch === 0) throw new Error(`data.train.batch_size ${cfg.data.train.batch_size} is larger than the ${data.trainSize} training images`);
-  const maxIterations = itersPerEpoch * cfg.train.epochs;
+  const plan = new StagePlan(cfg, itersPerEpoch);
+  const maxIterations = plan.totalIterations;
 
   let state: CheckpointState = {
     format: 'segdist-checkpoint', version: 1, epoch: 0, iteration: 0, epoch_iteration: 0, max_iterations: maxIterations,
-    seed: cfg.seed, lr: learningRate(0, maxIterations, cfg.optimizer.lr, cfg.schedule), best: null, stale_validations: 0,
+    seed: cfg.seed, lr: plan.learningRate(0), stage: plan.stageAt(0).name, best: null, stale_validations: 0,
     world_size: 1, dataset: info, config: cfg, saved_at: '',
   };
   const resumeFrom = opts.resume === 'auto' ? checkpoints.latest() : opts.resume;
@@ -90,7 +92,7 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
   fs.writeFileSync(path.join(workDir, 'config.yaml'), configToYaml(cfg));
   const tb = opts.summaryWriter ?? new SummaryWriter(path.join(workDir, 'tb', runName()));
   tb.text('config', '```yaml\n' + configToYaml(cfg) + '```', state.iteration);
-  log.info(`backend ${backend}; ${trainable.length} parameter tensors, ${countParams(trainable)} trainable parameters`);
+  log.info(`backend ${backend}; ${allParams.length} parameter tensors, ${countParams(allParams)} parameters`);
   log.info(`work dir ${workDir}: checkpoints in ${checkpoints.dir}, metrics in ${path.join(workDir, 'metrics.jsonl')}, TensorBoard events in ${path.dirname(tb.path)}`);
   log.info(`${data.trainSize} training images, ${itersPerEpoch} iterations per epoch, ${cfg.train.epochs} epochs (${maxIterations} iterations)`);
 
@@ -101,6 +103,27 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
     const where = checkpoints.save(name, { model: modelStateDict(model), optimizer: optimizer.stateDict(), state });
     summary.checkpoint = where;
     return where;
+  };
+
+  // Entering a stage: what trains, with which multipliers, and which BN layers keep their statistics.
+  let stage: Stage | undefined;
+  let trainable = allParams;
+  const enterStage = (next: Stage) => {
+    stage = next;
+    trainable = allParams.filter(([n]) => !isFrozen(next, n));
+    optimizer.setParamSettings((n, v) => paramSettings(next, n, v));
+    for (const [prefix, m] of model.namedModules()) {
+      if (!(m instanceof BatchNorm2d)) continue;
+      m.normEval = next.normEval && isFrozen(next, `${prefix}.weight`) && isFrozen(next, `${prefix}.bias`);
+    }
+    const groups = new Map<string, number>();
+    for (const [n, v] of trainable) groups.set(groupName(next, n), paramSettings(next, n, v).lrMult);
+    const lrNow = plan.learningRate(Math.max(state.iteration, next.start));
+    log.info(
+      `stage ${next.index + 1}/${plan.stages.length} '${next.name}': iterations ${next.start}-${next.end - 1}, ` +
+      `${countParams(trainable)} of ${countParams(allParams)} parameters trainable` + (next.frozen.length ? ` (frozen: ${next.frozen.join(', ')})` : '') +
+      `; lr ${[...groups].map(([g, mult]) => `${g} ${(lrNow * mult).toExponential(3)}`).join(', ')}`);
+    log.metrics({ kind: 'stage', stage: next.name, index: next.index, start: next.start, end: next.end, trainable: countParams(trainable), frozen: next.frozen });
   };
 
   const started = Date.now();
@@ -114,7 +137,9 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
       let waitStart = Date.now();
       for await (const batch of data.train.batches(epoch, state.epoch_iteration)) {
         dataWait += (Date.now() - waitStart) / 1000;
-        const lr = learningRate(state.iteration, maxIterations, cfg.optimizer.lr, cfg.schedule);
+        const current = plan.stageAt(state.iteration);
+        if (current !== stage) enterStage(current);
+        const lr = plan.learningRate(state.iteration);
         trainStep(model, trainable, optimizer, metrics, batch, {
           ignoreIndex: info.ignore_index,
           auxWeight: cfg.model.aux.weight,
@@ -124,6 +149,7 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
         state.iteration++;
         state.epoch_iteration++;
         state.lr = lr;
+        state.stage = plan.stageAt(state.iteration).name;
         const endOfEpoch = state.epoch_iteration === itersPerEpoch;
         if (state.iteration % cfg.train.log_interval === 0 || endOfEpoch) {
           const s = metrics.read();
@@ -142,6 +168,7 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
             'train/aAcc': m.aAcc, 'train/mIoU': m.mIoU,
           };
           for (const [tag, v] of Object.entries(scalars)) tb.scalar(tag, v, state.iteration);
+          for (const g of [...current.groups.map((r) => r), { pattern: 'default', lr_mult: 1 }]) tb.scalar(`train/lr/${g.pattern}`, lr * g.lr_mult, state.iteration);
           metrics.resetLosses();
           dataWait = 0;
           lastLogAt = Date.now();
