@@ -4,10 +4,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolveConfig } from '../src/config/load-config';
 import { train } from '../src/train/train-run';
-import type { RunLogger } from '../src/train/run-logger';
+import { SilentRunLogger } from '../src/train/run-logger';
 import { runCli, tempDir, tinyOverrides } from './helpers/tiny-run';
 
-const quiet: RunLogger = { info() {}, warn() {}, metrics() {}, close() {} };
+const quiet = new SilentRunLogger();
 
 test('early stopping, best copy and eval reproducing the validation mIoU', async () => {
   const dir = tempDir('policy');

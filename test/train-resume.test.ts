@@ -5,24 +5,8 @@ import * as path from 'node:path';
 import { loadCheckpoint } from '../src/checkpoint/checkpoint-manager';
 import { resolveConfig } from '../src/config/load-config';
 import { train, TrainingInterrupted } from '../src/train/train-run';
-import type { RunLogger } from '../src/train/run-logger';
+import { RecordingLogger } from './helpers/recording-logger';
 import { runCli, tempDir, tinyOverrides } from './helpers/tiny-run';
-
-/** A logger that records lines, and can ask the run to stop after a given validation. */
-class RecordingLogger implements RunLogger {
-  lines: string[] = [];
-  constructor(private readonly stopAfterEpoch?: { epoch: number; controller: AbortController }) {}
-  info(m: string) {
-    this.lines.push(m);
-  }
-  warn(m: string) {
-    this.lines.push(`warning: ${m}`);
-  }
-  metrics(r: Record<string, unknown>) {
-    if (this.stopAfterEpoch && r.kind === 'val' && r.epoch === this.stopAfterEpoch.epoch) this.stopAfterEpoch.controller.abort();
-  }
-  close() {}
-}
 
 function maxAbsDiff(a: string, b: string): { max: number; names: number } {
   const x = loadCheckpoint(a).model;

@@ -8,7 +8,7 @@ import { resolveConfig } from '../src/config/load-config';
 import { buildModel } from '../src/models/build-model';
 import { isFrozen, paramSettings, StagePlan } from '../src/train/stage-plan';
 import { train, TrainingInterrupted } from '../src/train/train-run';
-import type { RunLogger } from '../src/train/run-logger';
+import { RecordingLogger } from './helpers/recording-logger';
 import { Sgd } from '../src/train/sgd';
 import { TrainMetrics } from '../src/train/train-metrics';
 import { trainStep } from '../src/train/train-step';
@@ -16,21 +16,6 @@ import { tempDir, tinyOverrides } from './helpers/tiny-run';
 
 const TWO_STAGES =
   'schedule.stages=[{name: head, epochs: 2, frozen: [backbone], lr: 0.1}, {name: finetune, lr: 0.02, param_groups: [{pattern: backbone, lr_mult: 0.1}]}]';
-
-class Lines implements RunLogger {
-  lines: string[] = [];
-  constructor(private readonly stop?: { epoch: number; controller: AbortController }) {}
-  info(m: string) {
-    this.lines.push(m);
-  }
-  warn(m: string) {
-    this.lines.push(m);
-  }
-  metrics(r: Record<string, unknown>) {
-    if (this.stop && r.kind === 'val' && r.epoch === this.stop.epoch) this.stop.controller.abort();
-  }
-  close() {}
-}
 
 test('a stage plan: boundaries, the lr restarting per stage, multipliers and errors', async () => {
   await tf.setBackend('cpu');
@@ -96,7 +81,7 @@ test('frozen parameters get no gradient, no update and reach no gradient reducer
 test('two stages: the backbone stays at its init in stage 1, and resuming at the boundary is exact', async () => {
   const dataRoot = path.join(tempDir('stages-data'), 'synth');
   const straightDir = tempDir('stages-straight');
-  const log = new Lines();
+  const log = new RecordingLogger();
   const straight = await train(resolveConfig({ overrides: [...tinyOverrides(straightDir, dataRoot), TWO_STAGES] }), { logger: log });
   assert.ok(log.lines.some((l) => /^stage 1\/2 'head': iterations 0-7, \d+ of \d+ parameters trainable \(frozen: backbone\); lr default 1\.000e-2$/.test(l)), log.lines.join('\n'));
   assert.ok(log.lines.some((l) => /^stage 2\/2 'finetune': iterations 8-15, (\d+) of \1 parameters trainable; lr backbone 2\.000e-4, default 2\.000e-3$/.test(l)), log.lines.join('\n'));
@@ -104,7 +89,7 @@ test('two stages: the backbone stays at its init in stage 1, and resuming at the
   const dir = tempDir('stages-split');
   const controller = new AbortController();
   const cfg = resolveConfig({ overrides: [...tinyOverrides(dir, dataRoot), TWO_STAGES] });
-  await assert.rejects(train(cfg, { stopSignal: controller.signal, logger: new Lines({ epoch: 2, controller }) }), TrainingInterrupted);
+  await assert.rejects(train(cfg, { stopSignal: controller.signal, logger: new RecordingLogger({ epoch: 2, controller }) }), TrainingInterrupted);
   const boundary = loadCheckpoint(path.join(dir, 'checkpoints', 'iter_0000008'));
   assert.equal(boundary.state.stage, 'finetune');
   const init = buildModel(cfg.model, 3, cfg.seed);
@@ -116,7 +101,7 @@ test('two stages: the backbone stays at its init in stage 1, and resuming at the
   }
   init.dispose();
 
-  const resumed = await train(cfg, { resume: 'auto', logger: new Lines() });
+  const resumed = await train(cfg, { resume: 'auto', logger: new RecordingLogger() });
   const a = loadCheckpoint(straight.checkpoint!).model;
   const b = loadCheckpoint(resumed.checkpoint!).model;
   let max = 0;

@@ -132,6 +132,7 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
     for (let epoch = state.epoch; epoch < cfg.train.epochs; epoch++) {
       metrics.resetConfusion();
       metrics.resetLosses();
+      log.epochStart(`epoch ${epoch + 1}/${cfg.train.epochs}`, itersPerEpoch, state.epoch_iteration);
       let lastLogAt = Date.now();
       let dataWait = 0;
       let waitStart = Date.now();
@@ -150,6 +151,7 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
         state.epoch_iteration++;
         state.lr = lr;
         state.stage = plan.stageAt(state.iteration).name;
+        log.epochTick(state.epoch_iteration);
         const endOfEpoch = state.epoch_iteration === itersPerEpoch;
         if (state.iteration % cfg.train.log_interval === 0 || endOfEpoch) {
           const s = metrics.read();
@@ -157,7 +159,7 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
           const steps = Math.max(s.steps, 1);
           const batchTime = (Date.now() - lastLogAt) / 1000 / steps;
           const perIter = (Date.now() - started) / 1000 / Math.max(state.iteration - startIteration, 1);
-          log.info(formatProgress({
+          log.progress(formatProgress({
             epoch: epoch + 1, epochs: cfg.train.epochs, epochIteration: state.epoch_iteration, itersPerEpoch, iteration: state.iteration,
             loss: s.loss, lr, aAcc: m.aAcc, mIoU: m.mIoU, batchTime, dataTime: dataWait / steps, eta: perIter * (maxIterations - state.iteration),
           }));
@@ -176,6 +178,7 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
         if (opts.stopSignal?.aborted) throw new TrainingInterrupted(null);
         waitStart = Date.now();
       }
+      log.epochEnd();
       state.epoch = epoch + 1;
       state.epoch_iteration = 0;
 
