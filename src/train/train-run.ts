@@ -22,6 +22,7 @@ import { trainStep } from './train-step';
 import { isImprovement, parseMonitor } from './monitor';
 import { groupName, isFrozen, paramSettings, Stage, StagePlan } from './stage-plan';
 import { BatchNorm2d } from '../models/batch-norm';
+import { previewGrid } from './val-preview';
 import { SummaryWriter, SummaryWriterLike } from '../tensorboard/summary-writer';
 
 export interface TrainOptions {
@@ -193,6 +194,15 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
         log.metrics({ kind: 'val', epoch: state.epoch, iteration: state.iteration, ...values, iou: Object.fromEntries(info.class_names.map((n, k) => [n, result.metrics.iou[k]])) });
         for (const [tag, v] of Object.entries(values)) tb.scalar(tag, v, state.iteration);
         info.class_names.forEach((n, k) => tb.scalar(`val/IoU/${n}`, result.metrics.iou[k], state.iteration));
+        for await (const first of data.val.batches(0)) {
+          // The first validation batch (at most 4 images): the same images after every validation.
+          const k = Math.min(first.n, 4);
+          const pixels = first.h * first.w;
+          const few = { ...first, n: k, images: first.images.subarray(0, k * pixels * 3), labels: first.labels.subarray(0, k * pixels) };
+          const grid = await previewGrid(model, few, { palette: info.palette, ignoreIndex: info.ignore_index, mean: info.mean, std: info.std });
+          tb.image('val/input_truth_prediction', grid.png, grid.height, grid.width, state.iteration);
+          break;
+        }
         tb.flush();
         if (monitor) {
           const value = values[monitor.metric];

@@ -1,0 +1,32 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { resolveConfig } from '../src/config/load-config';
+import { readEventDir } from '../src/tensorboard/read-events';
+import { textOf } from '../src/tensorboard/event';
+import { train } from '../src/train/train-run';
+import { SilentRunLogger } from '../src/train/run-logger';
+import { tempDir, tinyOverrides } from './helpers/tiny-run';
+
+test('a run writes TensorBoard scalars, per-class IoU, the config and an image grid', async () => {
+  const dir = tempDir('tb');
+  await train(resolveConfig({ overrides: [...tinyOverrides(dir), 'train.epochs=2', 'train.val_interval=2'] }), { logger: new SilentRunLogger() });
+  const files = readEventDir(path.join(dir, 'tb'));
+  assert.equal(files.length, 1);
+  const [file] = files;
+  assert.equal(file.truncated, false);
+  assert.equal(file.events[0].fileVersion, 'brain.Event:2');
+  const values = file.events.flatMap((e) => (e.summary ?? []).map((v) => ({ step: e.step, ...v })));
+  const steps = (tag: string) => values.filter((v) => v.tag === tag).map((v) => v.step);
+  assert.deepEqual(steps('train/loss'), [2, 4, 6, 8]);
+  for (const tag of ['train/loss_main', 'train/loss_aux', 'train/lr', 'train/lr/default', 'train/step_time', 'train/data_time', 'train/images_per_s']) assert.equal(steps(tag).length, 4, tag);
+  for (const tag of ['val/mIoU', 'val/mAcc', 'val/aAcc', 'val/loss', 'val/IoU/class0', 'val/IoU/class2']) assert.deepEqual(steps(tag), [8], tag);
+  const config = values.find((v) => v.tag === 'config');
+  assert.match(textOf(config!)!, /base_channels: 4/);
+  const image = values.find((v) => v.tag === 'val/input_truth_prediction')!.image!;
+  const meta = await sharp(Buffer.from(image.encodedImage)).metadata();
+  assert.equal(meta.format, 'png');
+  assert.deepEqual([meta.width, meta.height], [image.width, image.height]);
+  assert.deepEqual([image.width, image.height], [3 * 32 + 4, 2 * 32 + 2], 'two val images of 32x32 in a 3-column grid');
+});
