@@ -11,9 +11,13 @@ const quiet = new SilentRunLogger();
 
 test('early stopping, best copy and eval reproducing the validation mIoU', async () => {
   const dir = tempDir('policy');
-  // lr 0: the weights never change, so the monitored mIoU never improves after the first validation.
+  // lr 0 and every part with batch norm frozen (so BN keeps its running statistics): the model never
+  // changes, so the monitored mIoU never improves after the first validation.
   const cfg = resolveConfig({
-    overrides: [...tinyOverrides(dir), 'optimizer.lr=0', 'schedule.min_lr=0', 'schedule.warmup_iters=0', 'checkpoint.early_stop_patience=2', 'checkpoint.keep_last=2'],
+    overrides: [
+      ...tinyOverrides(dir), 'optimizer.lr=0', 'schedule.min_lr=0', 'schedule.warmup_iters=0', 'checkpoint.early_stop_patience=2', 'checkpoint.keep_last=2',
+      'schedule.stages=[{frozen: [backbone, auxiliary_head, decode_head.psp_modules, decode_head.bottleneck]}]',
+    ],
   });
   const summary = await train(cfg, { logger: quiet });
   assert.equal(summary.stoppedEarly, true);

@@ -59,7 +59,7 @@ test('frozen parameters get no gradient, no update and reach no gradient reducer
   const n = 2 * 16 * 16;
   const batch = { images: Float32Array.from({ length: n * 3 }, (_, i) => Math.sin(i)), labels: Int32Array.from({ length: n }, (_, i) => i % 3), n: 2, h: 16, w: 16 };
   const reduced: string[] = [];
-  trainStep(model, trainable, sgd, metrics, batch, {
+  await trainStep(model, trainable, sgd, metrics, batch, {
     ignoreIndex: 255, auxWeight: 0.4, lr: 0.1, ctx: { training: true, seed: 1 },
     reduceGradients: (g) => {
       reduced.push(...g.keys());

@@ -34,7 +34,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
     const losses: number[] = [];
     const counts: number[] = [];
     for (let i = 0; i < 8; i++) {
-      trainStep(model, params, sgd, metrics, batch, { ignoreIndex: 255, auxWeight: 0.4, lr: 0.2, ctx: { training: true, seed: i } });
+      await trainStep(model, params, sgd, metrics, batch, { ignoreIndex: 255, auxWeight: 0.4, lr: 0.2, ctx: { training: true, seed: i } });
       counts.push(tf.memory().numTensors);
       losses.push(metrics.read().loss);
       metrics.resetLosses();

@@ -189,3 +189,13 @@ export function describeBackend(): BackendDescription {
     wasmKernelsPatched: wasmKernelsRegistered(),
   };
 }
+
+/** Whether @tensorflow/tfjs-node-gpu is installed (the launcher's choice of GPU or CPU trainers). */
+export function gpuBackendInstalled(): boolean {
+  try {
+    require.resolve('@tensorflow/tfjs-node-gpu');
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -166,6 +166,10 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
     warmup_ratio: num(0.1, 'Warmup starts at base lr x this ratio.', { min: 0, max: 1 }),
     stages: list(null, STAGE, 'Training stages, e.g. the backbone frozen for a first "head" stage, then everything; the lr schedule restarts in each stage (null: one stage).', { nullable: true }),
   }),
+  dist: section('Data-parallel training over several trainers (segdist train --gpus N, or a launcher\'s RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT).', {
+    timeout_s: num(300, 'Seconds a collective waits for the other trainers before failing with an error that names the ranks that did not arrive.', { min: 1 }),
+    bucket_mb: num(25, 'Gradients are fused into buckets of about this many megabytes for the allreduce.', { min: 0.001 }),
+  }),
   checkpoint: section('Checkpoints in <work_dir>/checkpoints.', {
     interval: int(1, 'Save every this many epochs (and after the last).', { min: 1 }),
     keep_last: int(3, 'How many of the most recent checkpoints to keep (0 keeps all).', { min: 0 }),

@@ -76,12 +76,23 @@ export class ConsoleRunLogger implements RunLogger {
 }
 
 export class SilentRunLogger implements RunLogger {
-  info(): void {}
-  warn(): void {}
-  metrics(): void {}
-  epochStart(): void {}
-  epochTick(): void {}
-  progress(): void {}
+  info(_message: string): void {}
+  warn(_message: string): void {}
+  metrics(_record: Record<string, unknown>): void {}
+  epochStart(_label: string, _total: number, _done: number): void {}
+  epochTick(_done: number): void {}
+  progress(_line: string): void {}
   epochEnd(): void {}
   close(): void {}
+}
+
+/** For ranks other than 0: nothing on the console but warnings, marked with the rank. */
+export class RankRunLogger extends SilentRunLogger {
+  constructor(private readonly rank: number) {
+    super();
+  }
+
+  override warn(message: string): void {
+    process.stderr.write(`warning: [rank ${this.rank}] ${message}\n`);
+  }
 }

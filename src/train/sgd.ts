@@ -66,6 +66,11 @@ export class Sgd {
     });
   }
 
+  /** The momentum buffers as variables, in parameter order (to broadcast them from rank 0). */
+  stateVariables(): Array<[string, tf.Variable]> {
+    return [...this.buffers].map(([name, v]) => [`${name}.momentum_buffer`, v]);
+  }
+
   /** Momentum buffers by `<param>.momentum_buffer`, as PyTorch's state names them. */
   stateDict(): Map<string, NamedArray> {
     const out = new Map<string, NamedArray>();

@@ -10,20 +10,25 @@ import type { CheckpointState } from '../checkpoint/checkpoint-state';
 import { configToYaml } from '../config/load-config';
 import type { SegdistConfig } from '../config/config-types';
 import { evaluate, EvalResult } from '../eval/evaluate';
+import { ConfusionMatrix } from '../eval/confusion-matrix';
+import type { Segmentor } from './train-step';
+import type { Batch } from '../data/batch-loader';
+import type { DatasetInfo } from './data-setup';
 import { buildModel } from '../models/build-model';
 import { deriveSeed } from '../util/rng';
 import { prepareData } from './data-setup';
 import { formatClassTable, formatDuration, formatProgress } from './progress';
-import { ConsoleRunLogger, RunLogger } from './run-logger';
+import { ConsoleRunLogger, RankRunLogger, RunLogger } from './run-logger';
+import { DataParallel } from './data-parallel';
 import { Sgd } from './sgd';
 import { loadModelState, modelStateDict } from './state-dict';
-import { TrainMetrics } from './train-metrics';
+import { TrainMetrics, TrainStats } from './train-metrics';
 import { trainStep } from './train-step';
 import { isImprovement, parseMonitor } from './monitor';
 import { groupName, isFrozen, paramSettings, Stage, StagePlan } from './stage-plan';
 import { BatchNorm2d } from '../models/batch-norm';
 import { previewGrid } from './val-preview';
-import { SummaryWriter, SummaryWriterLike } from '../tensorboard/summary-writer';
+import { NullSummaryWriter, SummaryWriter, SummaryWriterLike } from '../tensorboard/summary-writer';
 
 export interface TrainOptions {
   /** A checkpoint directory, or 'auto' for the latest complete one in the work dir. */
@@ -54,16 +59,22 @@ export class TrainingInterrupted extends Error {
 
 export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   const workDir = path.resolve(cfg.work_dir);
-  const log = opts.logger ?? new ConsoleRunLogger(workDir);
+  // Trainers started by a launcher join their job here; without launch variables this is a job of one.
+  const group = await DataParallel.join({ timeoutS: cfg.dist.timeout_s, bucketMb: cfg.dist.bucket_mb });
+  const lead = group.rank === 0;
+  const log = opts.logger ?? (lead ? new ConsoleRunLogger(workDir) : new RankRunLogger(group.rank));
+  if (group.worldSize > 1) log.info(`trainer ${group.rank} of ${group.worldSize} joined; ranks other than 0 log nothing but warnings`);
   const backend = await loadBackend(cfg.backend, (m) => log.info(m));
-  const data = await prepareData(cfg, (m) => log.info(m));
+  const data = await prepareData(cfg, (m) => log.info(m), { rank: group.rank, worldSize: group.worldSize });
   const info = data.info;
 
   const model = buildModel(cfg.model, info.num_classes, cfg.seed);
   const allParams = model.namedParameters();
   const optimizer = new Sgd(allParams, { momentum: cfg.optimizer.momentum, weightDecay: cfg.optimizer.weight_decay, nesterov: cfg.optimizer.nesterov });
   const metrics = new TrainMetrics(info.num_classes, info.ignore_index);
-  const checkpoints = new CheckpointManager(path.join(workDir, 'checkpoints'), cfg.checkpoint.keep_last);
+  // Only rank 0 writes; the others only ever read a checkpoint's path from it.
+  const checkpointDir = path.join(workDir, 'checkpoints');
+  const checkpoints = lead ? new CheckpointManager(checkpointDir, cfg.checkpoint.keep_last) : undefined;
   const monitor = parseMonitor(cfg.checkpoint.monitor);
 
   const itersPerEpoch = data.train.numBatches();
@@ -74,34 +85,52 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
   let state: CheckpointState = {
     format: 'segdist-checkpoint', version: 1, epoch: 0, iteration: 0, epoch_iteration: 0, max_iterations: maxIterations,
     seed: cfg.seed, lr: plan.learningRate(0), stage: plan.stageAt(0).name, best: null, stale_validations: 0,
-    world_size: 1, dataset: info, config: cfg, saved_at: '',
+    world_size: group.worldSize, dataset: info, config: cfg, saved_at: '',
   };
-  const resumeFrom = opts.resume === 'auto' ? checkpoints.latest() : opts.resume;
-  if (opts.resume === 'auto' && !resumeFrom) log.info(`--resume auto: no complete checkpoint in ${checkpoints.dir}; starting from scratch`);
+  // Rank 0 resolves and loads the checkpoint; every trainer then takes rank 0's weights, optimizer
+  // state and position, so all start identical (also from a fresh init, and without a shared disk).
+  const resumeFrom = lead ? (opts.resume === 'auto' ? checkpoints!.latest() : opts.resume) : undefined;
+  if (lead && opts.resume === 'auto' && !resumeFrom) log.info(`--resume auto: no complete checkpoint in ${checkpointDir}; starting from scratch`);
   if (resumeFrom) {
     const ckpt = loadCheckpoint(resumeFrom);
     loadModelState(model, ckpt.model, resumeFrom);
     optimizer.loadStateDict(ckpt.optimizer, resumeFrom);
-    if (ckpt.state.max_iterations !== maxIterations) {
+    if (ckpt.state.max_iterations !== maxIterations && ckpt.state.world_size === group.worldSize) {
       log.warn(`${resumeFrom} was written for ${ckpt.state.max_iterations} iterations, this run has ${maxIterations}; the lr schedule follows this run`);
     }
     state = { ...ckpt.state, max_iterations: maxIterations, config: cfg, dataset: info };
+    if (ckpt.state.world_size !== group.worldSize) {
+      // Another number of trainers: the same samples of the epoch are done, counted in this job's batches.
+      const samplesDone = ckpt.state.epoch_iteration * cfg.data.train.batch_size * ckpt.state.world_size;
+      state.epoch_iteration = Math.min(Math.floor(samplesDone / (cfg.data.train.batch_size * group.worldSize)), itersPerEpoch);
+      state.iteration = state.epoch * itersPerEpoch + state.epoch_iteration;
+      state.world_size = group.worldSize;
+      log.warn(`${resumeFrom} was written by ${ckpt.state.world_size} trainer(s), this job has ${group.worldSize}: continuing at epoch ${state.epoch}, batch ${state.epoch_iteration} of ${itersPerEpoch}`);
+    }
     log.info(`resumed from ${resumeFrom} at epoch ${state.epoch}, iteration ${state.iteration}`);
   }
+  state = await group.broadcastJson('state', state);
+  await group.broadcastVariables('weights', [...model.namedParameters(), ...model.namedBuffers(), ...optimizer.stateVariables()].map(([, v]) => v));
 
-  fs.mkdirSync(workDir, { recursive: true });
-  fs.writeFileSync(path.join(workDir, 'config.yaml'), configToYaml(cfg));
-  const tb = opts.summaryWriter ?? new SummaryWriter(path.join(workDir, 'tb', runName()));
+  if (lead) {
+    fs.mkdirSync(workDir, { recursive: true });
+    fs.writeFileSync(path.join(workDir, 'config.yaml'), configToYaml(cfg));
+  }
+  const tb = opts.summaryWriter ?? (lead ? new SummaryWriter(path.join(workDir, 'tb', runName())) : new NullSummaryWriter());
   tb.text('config', '```yaml\n' + configToYaml(cfg) + '```', state.iteration);
   log.info(`backend ${backend}; ${allParams.length} parameter tensors, ${countParams(allParams)} parameters`);
-  log.info(`work dir ${workDir}: checkpoints in ${checkpoints.dir}, metrics in ${path.join(workDir, 'metrics.jsonl')}, TensorBoard events in ${path.dirname(tb.path)}`);
-  log.info(`${data.trainSize} training images, ${itersPerEpoch} iterations per epoch, ${cfg.train.epochs} epochs (${maxIterations} iterations)`);
+  log.info(`work dir ${workDir}: checkpoints in ${checkpointDir}, metrics in ${path.join(workDir, 'metrics.jsonl')}, TensorBoard events in ${path.dirname(tb.path)}`);
+  log.info(`${data.trainSize} training images, ${itersPerEpoch} iterations per epoch` + (group.worldSize > 1 ? ` on each of ${group.worldSize} trainers (batch ${cfg.data.train.batch_size} each)` : '') + `, ${cfg.train.epochs} epochs (${maxIterations} iterations)`);
 
   const summary: TrainSummary = { workDir, checkpoint: resumeFrom ?? null, best: state.best, lastValidation: null, iterations: state.iteration, stoppedEarly: false, interrupted: false };
-  const save = (): string => {
-    state.saved_at = new Date().toISOString();
-    const name = `iter_${String(state.iteration).padStart(7, '0')}`;
-    const where = checkpoints.save(name, { model: modelStateDict(model), optimizer: optimizer.stateDict(), state });
+  // Rank 0 writes while the others wait at a barrier, so no trainer runs ahead of a save in progress.
+  const save = async (): Promise<string> => {
+    const where = path.join(checkpointDir, `iter_${String(state.iteration).padStart(7, '0')}`);
+    if (checkpoints) {
+      state.saved_at = new Date().toISOString();
+      checkpoints.save(path.basename(where), { model: modelStateDict(model), optimizer: optimizer.stateDict(), state });
+    }
+    await group.barrier(`checkpoint.${state.iteration}`);
     summary.checkpoint = where;
     return where;
   };
@@ -142,11 +171,12 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
         const current = plan.stageAt(state.iteration);
         if (current !== stage) enterStage(current);
         const lr = plan.learningRate(state.iteration);
-        trainStep(model, trainable, optimizer, metrics, batch, {
+        await trainStep(model, trainable, optimizer, metrics, batch, {
           ignoreIndex: info.ignore_index,
           auxWeight: cfg.model.aux.weight,
           lr,
-          ctx: { training: true, seed: deriveSeed(cfg.seed, state.iteration) },
+          ctx: { training: true, seed: deriveSeed(cfg.seed, state.iteration, group.rank), statReducer: group.statReducer },
+          reduceGradients: (g) => group.averageGradients(g),
         });
         state.iteration++;
         state.epoch_iteration++;
@@ -155,7 +185,7 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
         log.epochTick(state.epoch_iteration);
         const endOfEpoch = state.epoch_iteration === itersPerEpoch;
         if (state.iteration % cfg.train.log_interval === 0 || endOfEpoch) {
-          const s = metrics.read();
+          const s = await jobStats(metrics.read(), group);
           const m = s.confusion.metrics();
           const steps = Math.max(s.steps, 1);
           const batchTime = (Date.now() - lastLogAt) / 1000 / steps;
@@ -168,7 +198,7 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
           const scalars: Record<string, number> = {
             'train/loss': s.loss, 'train/loss_main': s.mainLoss, 'train/loss_aux': s.auxLoss, 'train/lr': lr,
             'train/step_time': batchTime, 'train/data_time': dataWait / steps, 'train/images_per_s': batch.n / Math.max(batchTime, 1e-9),
-            'train/aAcc': m.aAcc, 'train/mIoU': m.mIoU,
+            'train/aAcc': m.aAcc, 'train/mIoU': m.mIoU, 'train/comm_share': group.takeCommSeconds() / Math.max(batchTime * steps, 1e-9),
           };
           for (const [tag, v] of Object.entries(scalars)) tb.scalar(tag, v, state.iteration);
           for (const g of [...current.groups.map((r) => r), { pattern: 'default', lr_mult: 1 }]) tb.scalar(`train/lr/${g.pattern}`, lr * g.lr_mult, state.iteration);
@@ -176,7 +206,8 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
           dataWait = 0;
           lastLogAt = Date.now();
         }
-        if (opts.stopSignal?.aborted) throw new TrainingInterrupted(null);
+        // Every trainer must stop after the same step, or the others would wait for it forever.
+        if (await group.anyStop(Boolean(opts.stopSignal?.aborted))) throw new TrainingInterrupted(null);
         waitStart = Date.now();
       }
       log.epochEnd();
@@ -185,8 +216,11 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
 
       const lastEpoch = state.epoch === cfg.train.epochs;
       let stop = false;
+      // With plain BN each trainer's running statistics drift apart; validation and checkpoints use
+      // rank 0's everywhere (as PyTorch DDP broadcasts buffers), so every trainer scores the same model.
+      await group.broadcastVariables('buffers', model.namedBuffers().map(([, v]) => v));
       if (state.epoch % cfg.train.val_interval === 0 || lastEpoch) {
-        const result = await evaluate(model, data.val.batches(0), { numClasses: info.num_classes, ignoreIndex: info.ignore_index });
+        const result = await evaluateShards(model, data.val.batches(0), info, group);
         summary.lastValidation = result;
         const values: Record<string, number> = { 'val/mIoU': result.metrics.mIoU, 'val/mAcc': result.metrics.mAcc, 'val/aAcc': result.metrics.aAcc, 'val/loss': result.loss };
         log.info(`validation after epoch ${state.epoch} (${result.images} images): mIoU ${pct(result.metrics.mIoU)} mAcc ${pct(result.metrics.mAcc)} aAcc ${pct(result.metrics.aAcc)} loss ${result.loss.toFixed(4)}`);
@@ -221,23 +255,23 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
         }
       }
       if (state.epoch % cfg.checkpoint.interval === 0 || lastEpoch || stop) {
-        const where = save();
+        const where = await save();
         log.info(`saved checkpoint ${where}`);
         if (state.best && state.best.iteration === state.iteration) {
-          checkpoints.markBest(where);
-          log.info(`new best ${state.best.metric} ${state.best.value.toFixed(4)}: ${path.join(checkpoints.dir, 'best')}`);
+          checkpoints?.markBest(where);
+          log.info(`new best ${state.best.metric} ${state.best.value.toFixed(4)}: ${path.join(checkpointDir, 'best')}`);
         }
       }
       if (stop) {
         summary.stoppedEarly = true;
         break;
       }
-      if (opts.stopSignal?.aborted) throw new TrainingInterrupted(summary.checkpoint);
+      if (await group.anyStop(Boolean(opts.stopSignal?.aborted))) throw new TrainingInterrupted(summary.checkpoint);
     }
   } catch (e) {
     if (e instanceof TrainingInterrupted) {
       summary.interrupted = true;
-      const where = cfg.checkpoint.save_on_interrupt ? save() : summary.checkpoint;
+      const where = cfg.checkpoint.save_on_interrupt ? await save() : summary.checkpoint;
       log.info(`interrupted at iteration ${state.iteration}${where ? `; checkpoint ${where}` : ''}`);
       throw new TrainingInterrupted(where);
     }
@@ -249,12 +283,33 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
     await data.close();
     tb.close();
     log.close();
+    await group.close();
   }
   summary.best = state.best;
   summary.iterations = state.iteration;
   log.info(`done: ${state.iteration} iterations in ${formatDuration((Date.now() - started) / 1000)}; last checkpoint ${summary.checkpoint}` +
     (state.best ? `; best ${state.best.metric} ${state.best.value.toFixed(4)} (epoch ${state.best.epoch})` : ''));
   return summary;
+}
+
+/** Evaluates this trainer's shard and sums over all trainers: every trainer gets the metrics of the whole split. */
+async function evaluateShards(model: Segmentor, batches: AsyncIterable<Batch>, info: DatasetInfo, group: DataParallel): Promise<EvalResult> {
+  const local = await evaluate(model, batches, { numClasses: info.num_classes, ignoreIndex: info.ignore_index });
+  if (group.worldSize === 1) return local;
+  const confusion = new ConfusionMatrix(info.num_classes);
+  confusion.merge(await group.sumCounts('val.confusion', local.confusion.counts));
+  const [lossSum, images] = await group.sumFloats('val.loss', Float64Array.of(local.loss * local.images || 0, local.images));
+  return { metrics: confusion.metrics(), loss: images ? lossSum / images : NaN, images, confusion };
+}
+
+/** This trainer's running training statistics made the job's: losses averaged, confusion summed. */
+async function jobStats(local: TrainStats, group: DataParallel): Promise<TrainStats> {
+  if (group.worldSize === 1) return local;
+  const [loss, mainLoss, auxLoss] = await group.sumFloats('train.losses', Float64Array.of(local.loss, local.mainLoss, local.auxLoss));
+  const confusion = new ConfusionMatrix(local.confusion.numClasses);
+  confusion.merge(await group.sumCounts('train.confusion', local.confusion.counts));
+  const n = group.worldSize;
+  return { steps: local.steps, loss: loss / n, mainLoss: mainLoss / n, auxLoss: auxLoss / n, confusion };
 }
 
 /** A sortable, filesystem-safe name for this run's TensorBoard folder. */

@@ -26,17 +26,17 @@ export interface StepOptions {
    * Averages gradients across trainers in place of the identity (absent: one trainer). Receives and
    * returns gradients by parameter name; it owns the tensors it is given.
    */
-  reduceGradients?: (grads: Map<string, tf.Tensor>) => Map<string, tf.Tensor>;
+  reduceGradients?: (grads: Map<string, tf.Tensor>) => Map<string, tf.Tensor> | Promise<Map<string, tf.Tensor>>;
 }
 
-export function trainStep(
+export async function trainStep(
   model: Segmentor,
   trainable: ReadonlyArray<[string, tf.Variable]>,
   optimizer: Sgd,
   metrics: TrainMetrics,
   batch: StepBatch,
   opts: StepOptions,
-): void {
+): Promise<void> {
   const x = tf.tensor4d(batch.images, [batch.n, batch.h, batch.w, 3]);
   const y = tf.tensor3d(batch.labels, [batch.n, batch.h, batch.w], 'int32');
   const vars = trainable.map(([, v]) => v);
@@ -51,7 +51,8 @@ export function trainStep(
   // variableGrads keys gradients by the engine's variable names; the optimizer speaks parameter names.
   let byName = new Map<string, tf.Tensor>();
   for (const [name, v] of trainable) byName.set(name, grads[v.name]);
-  if (opts.reduceGradients) byName = opts.reduceGradients(byName);
+  tf.dispose([x, y, value]);
+  if (opts.reduceGradients) byName = await opts.reduceGradients(byName);
   optimizer.step(byName, opts.lr);
-  tf.dispose([x, y, value, ...byName.values()]);
+  tf.dispose([...byName.values()]);
 }

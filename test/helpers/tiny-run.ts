@@ -31,7 +31,10 @@ export interface CliResult {
 }
 
 /** Runs the real `segdist` executable. `onStdout` may act on output as it arrives (e.g. send SIGINT). */
-export function runCli(args: string[], opts: { onStdout?: (text: string, child: ReturnType<typeof spawn>) => void; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { onStdout?: (text: string, child: ReturnType<typeof spawn>) => void; onStderr?: (text: string) => void; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO, env: { ...process.env, FORCE_COLOR: '0' } });
     let stdout = '';
@@ -44,7 +47,10 @@ export function runCli(args: string[], opts: { onStdout?: (text: string, child: 
       stdout += d.toString();
       opts.onStdout?.(stdout, child);
     });
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      opts.onStderr?.(stderr);
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
