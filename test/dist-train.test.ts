@@ -13,6 +13,7 @@ import { prepareData } from '../src/train/data-setup';
 import { Sgd } from '../src/train/sgd';
 import { TrainMetrics } from '../src/train/train-metrics';
 import { trainStep } from '../src/train/train-step';
+import { freeLoopbackPort } from '../src/cluster/local-job';
 import { runCli, tempDir } from './helpers/tiny-run';
 
 let dataRoot: string;
@@ -165,4 +166,57 @@ test('a checkpoint of 2 trainers resumes with 1', async () => {
   assert.match(r1.stderr, /iter_0000001 was written by 2 trainer\(s\), this job has 1: continuing at epoch 1, batch 0 of 2/);
   const last = loadCheckpoint(path.join(dir, 'checkpoints', 'iter_0000004')).state;
   assert.deepEqual([last.epoch, last.iteration, last.world_size], [2, 4, 1]);
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('SIGINT to the launcher stops every trainer at the same step with a checkpoint, leaves no process behind, and the job resumes', async () => {
+  const dir = tempDir('sigint');
+  const args = overrides(dir, 2, ['train.epochs=8']);
+  let stderr = '';
+  let sent = false;
+  const r = await runCli(['train', '--gpus', '2', ...args], {
+    onStdout: (out, child) => {
+      if (!sent && /epoch 3\/8/.test(out)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    },
+    onStderr: (err) => (stderr = err),
+  });
+  assert.ok(sent);
+  assert.equal(r.code, 130, r.stderr);
+  const pids = [...stderr.matchAll(/rank \d: pid (\d+)/g)].map((m) => Number(m[1]));
+  assert.equal(pids.length, 2);
+  assert.deepEqual(pids.filter(alive), [], 'no trainer outlives the launcher');
+  const saved = fs.readdirSync(path.join(dir, 'checkpoints')).filter((n) => n.startsWith('iter_')).sort();
+  const interruptedAt = loadCheckpoint(path.join(dir, 'checkpoints', saved.at(-1)!)).state;
+  assert.ok(interruptedAt.iteration >= 2 && interruptedAt.iteration < 8, `stopped at iteration ${interruptedAt.iteration}`);
+
+  const resumed = await runCli(['train', '--gpus', '2', '--resume', 'auto', ...args]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.equal(loadCheckpoint(path.join(dir, 'checkpoints', 'iter_0000008')).state.epoch, 8);
+});
+
+test('trainers started by hand with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT join like launched ones', async () => {
+  const launched = tempDir('launched');
+  const r = await runCli(['train', '--gpus', '2', ...overrides(launched, 2, ['model.norm=syncbn'])]);
+  assert.equal(r.code, 0, r.stderr);
+
+  const byHand = tempDir('by-hand');
+  const port = await freeLoopbackPort();
+  const env = { WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), SEGDIST_JOB_TOKEN: 'by-hand-token' };
+  const ranks = await Promise.all([0, 1].map((rank) =>
+    runCli(['train', ...overrides(byHand, 2, ['model.norm=syncbn'])], { env: { ...env, RANK: String(rank), LOCAL_RANK: String(rank) } })));
+  for (const x of ranks) assert.equal(x.code, 0, x.stderr);
+  const a = loadCheckpoint(path.join(launched, 'checkpoints', 'iter_0000001')).model;
+  const b = loadCheckpoint(path.join(byHand, 'checkpoints', 'iter_0000001')).model;
+  for (const [name, t] of a) assert.deepEqual(Array.from(b.get(name)!.data), Array.from(t.data), name);
 });

@@ -33,10 +33,10 @@ export interface CliResult {
 /** Runs the real `segdist` executable. `onStdout` may act on output as it arrives (e.g. send SIGINT). */
 export function runCli(
   args: string[],
-  opts: { onStdout?: (text: string, child: ReturnType<typeof spawn>) => void; onStderr?: (text: string) => void; timeoutMs?: number } = {},
+  opts: { onStdout?: (text: string, child: ReturnType<typeof spawn>) => void; onStderr?: (text: string) => void; timeoutMs?: number; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO, env: { ...process.env, FORCE_COLOR: '0' } });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO, env: { ...process.env, FORCE_COLOR: '0', ...opts.env } });
     let stdout = '';
     let stderr = '';
     const timer = setTimeout(() => {
