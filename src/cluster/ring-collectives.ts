@@ -1,0 +1,201 @@
+// Ring allreduce and ring broadcast over a RingTransport, on data that lives in a shared slot.
+//
+// Allreduce: the n ranks split the data into n chunks; in n-1 reduce-scatter steps each rank passes a
+// partial sum of one chunk to the next rank, which adds its own and passes it on, until rank r holds
+// the full sum of chunk r+1; in n-1 all-gather steps the finished chunks travel once more round the
+// ring. Each rank sends and receives 2(n-1)/n of the data, the least any allreduce can.
+//
+// Pipelining: every chunk is cut into sub-chunks of `subChunkBytes` and each sub-chunk moves through
+// the steps on its own, as soon as its previous step arrived. So while the comm thread adds one
+// sub-chunk, ZeroMQ's I/O thread is sending the one before and receiving the one after.
+//
+// Zero copy, and when a buffer may be reused: sends are views of memory that ZeroMQ reads later, on its
+// own thread, so a view must not change until the bytes have left. Views of the slot are sent only in
+// reduce-scatter, and the value sent always comes back round the ring (as part of a finished chunk)
+// before this rank overwrites that part of the slot, so causality guarantees the send completed. The
+// all-gather forwards the received message buffers themselves, which nothing else touches. The one
+// send that does not come back round is this rank's finished chunk at the start of the all-gather: it
+// is confirmed only by the next collective's completion. Pool slots wait for that before reuse
+// (SlotPool), so it goes out from the slot; a caller's own shared array cannot be held back, so for
+// those it goes out from a copy in the received buffer (1/n of the data).
+
+import type { CommError } from './comm-error';
+import type { F32Kernels } from './simd-kernels';
+import { expectHeader, WireDtype, WireMismatchError, WireOp, type CollectiveContext, type WireHeader } from './wire-header';
+import type { RingTransport } from './ring-transport';
+import type { WasmMemory } from './wasm-api';
+
+export interface RingJob {
+  seq: number;
+  name: string;
+  nameHash: number;
+  memory: WasmMemory;
+  /** Byte offset of the elements in `memory`. */
+  dataOffset: number;
+  /** Byte offset of a scratch area of at least one sub-chunk. */
+  scratchOffset: number;
+  length: number;
+  kernels: F32Kernels;
+  /** The slot stays unchanged until this rank's next collective completes, so it may be sent from after this one. */
+  guarded: boolean;
+  subChunkBytes: number;
+  /** For error messages: names this rank has used, by hash. */
+  knownNames: ReadonlyMap<number, string>;
+}
+
+/** How a collective reports back to the engine that runs it. */
+export interface RingRun {
+  /** A message arrived: the collective is making progress. */
+  touch(step: number): void;
+  complete(): void;
+  fail(error: CommError | Error): void;
+}
+
+/** Element range [lo, hi) of chunk c when `length` elements are split into n near-equal chunks. */
+export function chunkRange(length: number, n: number, c: number): [number, number] {
+  const base = Math.floor(length / n);
+  const rem = length % n;
+  const lo = c * base + Math.min(c, rem);
+  return [lo, lo + base + (c < rem ? 1 : 0)];
+}
+
+/**
+ * Sum (or mean) of `job`'s slot over all ranks, in place. Starts the pipeline and returns; `run` hears
+ * of progress, completion and failure.
+ */
+export function startAllreduce(t: RingTransport, job: RingJob, mean: boolean, rank: number, n: number, run: RingRun): void {
+  const op = mean ? WireOp.AllreduceMean : WireOp.AllreduceSum;
+  const subElems = job.subChunkBytes >>> 2;
+  const chunkLen = Math.ceil(job.length / n);
+  const nsub = Math.max(1, Math.ceil(chunkLen / subElems));
+  const totalBytes = job.length * 4;
+  const steps = 2 * (n - 1);
+  const expectedMessages = steps * nsub;
+  const nextStep = new Int32Array(nsub);
+  const ctx: CollectiveContext = { rank, name: job.name, kind: mean ? 'allreduce-mean' : 'allreduce', knownNames: job.knownNames };
+  const memU8 = () => new Uint8Array(job.memory.buffer);
+  let received = 0;
+
+  // Element range of sub-chunk j of chunk c.
+  const sub = (c: number, j: number): [number, number] => {
+    const [lo, hi] = chunkRange(job.length, n, c);
+    return [Math.min(lo + j * subElems, hi), Math.min(lo + (j + 1) * subElems, hi)];
+  };
+  const header = (step: number, j: number, bytes: number): WireHeader => ({
+    op, dtype: WireDtype.Float32, sender: rank, seq: job.seq, nameHash: job.nameHash,
+    step, chunk: j, byteLength: bytes, totalBytes,
+  });
+  const slotView = (lo: number, hi: number) => Buffer.from(job.memory.buffer as SharedArrayBuffer, job.dataOffset + lo * 4, (hi - lo) * 4);
+  const mod = (x: number) => ((x % n) + n) % n;
+
+  const onMessage = (h: WireHeader, payload: Buffer) => {
+    try {
+      if (h.chunk >= nsub) {
+        expectHeader(h, { op, dtype: WireDtype.Float32, sender: t.prev, seq: job.seq, nameHash: job.nameHash, totalBytes, chunk: nsub - 1 }, ctx);
+      }
+      const j = h.chunk;
+      const step = nextStep[j];
+      if (step >= steps) {
+        throw new WireMismatchError(
+          `${ctx.kind} '${job.name}' #${job.seq} on rank ${rank}: rank ${t.prev} sent sub-chunk ${j} more than ${steps} times`,
+          rank, t.prev, job.name,
+        );
+      }
+      // Chunk this rank receives at `step`: reduce-scatter r-1-s, all-gather r-(s-(n-1)).
+      const c = step < n - 1 ? mod(rank - 1 - step) : mod(rank - (step - (n - 1)));
+      const [lo, hi] = sub(c, j);
+      expectHeader(h, {
+        op, dtype: WireDtype.Float32, sender: t.prev, seq: job.seq, nameHash: job.nameHash, totalBytes,
+        step, chunk: j, byteLength: (hi - lo) * 4,
+      }, ctx);
+      nextStep[j] = step + 1;
+      run.touch(step);
+      const dst = job.dataOffset + lo * 4;
+      if (step < n - 1) {
+        // Reduce-scatter: add the partial sum into ours. The received bytes go to scratch first so
+        // that the SIMD kernel, which sees only wasm memory, can read them.
+        memU8().set(payload, job.scratchOffset);
+        job.kernels.add(dst, job.scratchOffset, hi - lo);
+        if (step < n - 2) {
+          t.send(header(step + 1, j, payload.byteLength), slotView(lo, hi));
+        } else {
+          // This rank now holds the finished chunk: divide for a mean, then start the all-gather.
+          // From the slot if it is guarded, else from a copy in the received buffer ("Zero copy" above).
+          if (mean) job.kernels.divide(dst, hi - lo, n);
+          if (job.guarded) {
+            t.send(header(step + 1, j, payload.byteLength), slotView(lo, hi));
+          } else {
+            payload.set(memU8().subarray(dst, dst + payload.byteLength));
+            t.send(header(step + 1, j, payload.byteLength), payload);
+          }
+        }
+      } else {
+        memU8().set(payload, dst);
+        if (step < steps - 1) t.send(header(step + 1, j, payload.byteLength), payload);
+      }
+      if (++received === expectedMessages) run.complete();
+    } catch (err) {
+      run.fail(err as Error);
+    }
+  };
+
+  // Our own step-0 sends go first: begin() may deliver stashed early messages at once, and their
+  // handlers send later steps, which must not overtake step 0 on the wire.
+  for (let j = 0; j < nsub; j++) {
+    const [lo, hi] = sub(rank, j);
+    t.send(header(0, j, (hi - lo) * 4), slotView(lo, hi));
+  }
+  t.begin(job.seq, onMessage);
+}
+
+/**
+ * Copies rank 0's slot into every rank's slot. The data flows 0 -> 1 -> ... -> n-1 in sub-chunks, each
+ * rank forwarding a sub-chunk as soon as it has it; the last rank then acknowledges to rank 0, so rank 0
+ * finishes only when everyone has the data (and its slot is no longer being read by ZeroMQ).
+ */
+export function startBroadcast(t: RingTransport, job: RingJob, rank: number, n: number, run: RingRun): void {
+  const subElems = job.subChunkBytes >>> 2;
+  const nsub = Math.max(1, Math.ceil(job.length / subElems));
+  const totalBytes = job.length * 4;
+  const ctx: CollectiveContext = { rank, name: job.name, kind: 'broadcast', knownNames: job.knownNames };
+  const range = (j: number): [number, number] => [Math.min(j * subElems, job.length), Math.min((j + 1) * subElems, job.length)];
+  const header = (op: WireOp, j: number, bytes: number): WireHeader => ({
+    op, dtype: WireDtype.Float32, sender: rank, seq: job.seq, nameHash: job.nameHash,
+    step: 0, chunk: j, byteLength: bytes, totalBytes,
+  });
+  let received = 0;
+
+  if (rank === 0) {
+    t.begin(job.seq, (h) => {
+      try {
+        expectHeader(h, { op: WireOp.BroadcastAck, dtype: WireDtype.Float32, sender: n - 1, seq: job.seq, nameHash: job.nameHash, totalBytes, step: 0, chunk: 0, byteLength: 0 }, ctx);
+        run.touch(0);
+        run.complete();
+      } catch (err) {
+        run.fail(err as Error);
+      }
+    });
+    for (let j = 0; j < nsub; j++) {
+      const [lo, hi] = range(j);
+      t.send(header(WireOp.Broadcast, j, (hi - lo) * 4), Buffer.from(job.memory.buffer as SharedArrayBuffer, job.dataOffset + lo * 4, (hi - lo) * 4));
+    }
+    return;
+  }
+
+  t.begin(job.seq, (h, payload) => {
+    try {
+      const j = received;
+      const [lo, hi] = range(j);
+      expectHeader(h, { op: WireOp.Broadcast, dtype: WireDtype.Float32, sender: t.prev, seq: job.seq, nameHash: job.nameHash, totalBytes, step: 0, chunk: j, byteLength: (hi - lo) * 4 }, ctx);
+      run.touch(0);
+      new Uint8Array(job.memory.buffer).set(payload, job.dataOffset + lo * 4);
+      if (rank < n - 1) t.send(header(WireOp.Broadcast, j, payload.byteLength), payload);
+      if (++received === nsub) {
+        if (rank === n - 1) t.send(header(WireOp.BroadcastAck, 0, 0), Buffer.alloc(0));
+        run.complete();
+      }
+    } catch (err) {
+      run.fail(err as Error);
+    }
+  });
+}

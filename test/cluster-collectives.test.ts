@@ -1,0 +1,44 @@
+// End to end: real rank processes on 127.0.0.1, real ZeroMQ sockets. Each rank runs the 'collectives'
+// self-test scenario (src/cluster/selftest-rank.ts): for every length, the synchronous and asynchronous
+// allreduce (sum, mean, several in flight with a synchronous one behind them), broadcast and barrier,
+// each compared exactly with the expected result (integer-valued inputs, so float32 sums are exact).
+
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { LocalJob } from '../src/cluster/local-job';
+
+const SELFTEST = path.join(__dirname, '..', 'src', 'cluster', 'selftest-rank.js');
+const LENGTHS = [0, 1, 7, 1_000_003];
+
+for (const worldSize of [2, 3, 4]) {
+  test(`allreduce, broadcast and barrier are exact with ${worldSize} ranks`, { timeout: 120_000 }, async () => {
+    await LocalJob.run(
+      {
+        script: SELFTEST,
+        worldSize,
+        env: {
+          SEGDIST_SELFTEST: JSON.stringify({
+            kind: 'collectives',
+            lengths: LENGTHS,
+            timeoutMs: 30_000,
+            connectTimeoutMs: 30_000,
+            // Small sub-chunks so the 1M-element case runs the pipeline over many pieces.
+            subChunkBytes: 256 * 1024,
+          }),
+        },
+      },
+      110_000,
+      async (job) => {
+        const exits = await Promise.all(job.procs.map((p) => p.exited));
+        for (const p of job.procs) {
+          assert.equal(exits[p.rank].code, 0, `rank ${p.rank} failed: ${JSON.stringify(p.lastEvent('error'))} ${p.stderr}`);
+          assert.equal(p.lastEvent('ok')?.checks, 14 * LENGTHS.length);
+          assert.equal(p.lastEvent('ready')?.simd, true);
+          // A loopback job binds its data sockets on loopback only.
+          assert.match(String(p.lastEvent('ready')?.dataEndpoint), /^tcp:\/\/127\.0\.0\.1:\d+$/);
+        }
+      },
+    );
+  });
+}
