@@ -5,7 +5,7 @@
 // an IPC channel to the launcher and exits when it closes, so no trainer outlives its launcher.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { freeLoopbackPort } from './local-job';
+import { freeLoopbackPort, RANK_MALLOC_ENV } from './local-job';
 
 export interface LaunchOptions {
   /** Trainers on this host (one per GPU). */
@@ -88,6 +88,8 @@ function startTrainer(opts: LaunchOptions, localRank: number, worldSize: number,
   const rank = opts.nodeRank * opts.nprocPerNode + localRank;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    // glibc malloc tuned for the comm thread's large, short-lived receive buffers (fewer page faults).
+    ...RANK_MALLOC_ENV,
     RANK: String(rank),
     LOCAL_RANK: String(localRank),
     WORLD_SIZE: String(worldSize),
