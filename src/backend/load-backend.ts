@@ -5,7 +5,7 @@
 // or present but broken. They are loaded with require() inside try/catch so
 // that both cases become a readable reason instead of a crash at import.
 import * as tf from '@tensorflow/tfjs';
-import { registerWasmKernels, wasmKernelsRegistered } from './register-wasm-kernels';
+import { registerSegdistKernels, registerWasmKernels, wasmKernelsRegistered } from './register-wasm-kernels';
 
 export type BackendName = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 export type ConcreteBackendName = Exclude<BackendName, 'auto'>;
@@ -117,6 +117,7 @@ async function tryLoad(name: ConcreteBackendName, requireFn: RequireFn): Promise
       await activate('wasm', name);
       return;
     case 'cpu':
+      registerSegdistKernels();
       await activate('cpu', name);
       return;
   }
@@ -136,6 +137,7 @@ export async function loadBackendWith(
   const current = name === 'auto' ? autoChoice : name;
   if (isActive(current)) {
     if (current === 'wasm') registerWasmKernels();
+    if (current === 'cpu') registerSegdistKernels();
     return current;
   }
   if (name !== 'auto') {
@@ -165,7 +167,8 @@ export async function loadBackendWith(
  * Makes `name` the active tfjs backend and returns which one that is. 'auto'
  * takes the first of tensorflow-gpu, tensorflow, wasm, cpu that loads and
  * logs why the earlier ones did not. An explicit name that cannot load throws
- * an Error saying why. On wasm, our conv gradient kernels are registered.
+ * an Error saying why. On wasm, our replacement kernels (conv gradients, Identity) are registered;
+ * on wasm and cpu, the kernels behind src/backend's ops (batchNormTrain, softmaxCrossEntropy).
  */
 export async function loadBackend(
     name: BackendName, log: (msg: string) => void = () => {}):
