@@ -4,6 +4,8 @@
 export class DataError extends Error {
   readonly file: string;
   readonly line: number | undefined;
+  /** The message without the leading "file[:line]: ". */
+  readonly detail: string;
 
   constructor(file: string, message: string, opts: { line?: number; cause?: unknown } = {}) {
     const where = opts.line === undefined ? file : `${file}:${opts.line}`;
@@ -11,6 +13,7 @@ export class DataError extends Error {
     this.name = 'DataError';
     this.file = file;
     this.line = opts.line;
+    this.detail = message;
   }
 }
 

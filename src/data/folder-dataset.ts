@@ -19,9 +19,15 @@ export interface SampleRef {
   image: string;
   /** Path of the single-channel label PNG. */
   label: string;
+  /**
+   * Name of a per-sample label lookup (LoadSampleOptions.labelMaps) applied before the dataset-wide
+   * one, for formats whose files differ in how they store classes (Cityscapes _labelIds.png beside
+   * _labelTrainIds.png).
+   */
+  labelMap?: string;
 }
 
-export interface FolderSplitOptions {
+export interface FolderSplitOptions extends MissingFiles {
   root: string;
   split: string;
   /** Defaults to `<root>/<split>.txt`; relative paths are taken from root. */
@@ -36,18 +42,30 @@ export interface FolderSplitOptions {
   labelExtension?: string;
 }
 
-export interface ListFileOptions {
+export interface ListFileOptions extends MissingFiles {
   root: string;
   /** The list file; relative paths are taken from root. */
   listFile: string;
 }
 
-interface ListLine {
+/** What a reader does with a listed sample whose image or label file does not exist. */
+export interface MissingFiles {
+  /**
+   * Absent (the default): the first one is an error. Given: such samples are left out and each is
+   * reported here (data.skip_bad); a malformed list, a duplicate or a missing list file still throws.
+   */
+  onMissing?: (error: DataError) => void;
+}
+
+/** A listed file that does not exist: the one kind of reader error data.skip_bad may skip. */
+export class MissingFileError extends DataError {}
+
+export interface ListLine {
   line: number;
   text: string;
 }
 
-async function checkRoot(root: string): Promise<void> {
+export async function checkRoot(root: string): Promise<void> {
   let st;
   try {
     st = await stat(root);
@@ -58,7 +76,7 @@ async function checkRoot(root: string): Promise<void> {
 }
 
 /** Non-empty lines with their 1-based line numbers; tolerates CRLF and surrounding spaces. */
-async function readListLines(file: string): Promise<ListLine[]> {
+export async function readListLines(file: string): Promise<ListLine[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -78,7 +96,7 @@ async function readListLines(file: string): Promise<ListLine[]> {
  * Answers "does this file exist" from one readdir per folder instead of a stat per file: a 10k-image
  * split costs a few directory reads.
  */
-class DirectoryCache {
+export class DirectoryCache {
   private readonly listings = new Map<string, Promise<Set<string>>>();
 
   async has(file: string): Promise<boolean> {
@@ -97,19 +115,31 @@ class DirectoryCache {
 
 /**
  * Checks every line concurrently but reports the earliest failing line, so the error does not depend
- * on which file-system call happened to finish first.
+ * on which file-system call happened to finish first. With onMissing, lines whose files are missing
+ * are reported there and left out; the lines kept are returned beside their refs.
  */
-async function checkAll(lines: ListLine[], check: (l: ListLine) => Promise<SampleRef>): Promise<SampleRef[]> {
+export async function checkAll(
+  lines: ListLine[],
+  check: (l: ListLine) => Promise<SampleRef>,
+  onMissing?: (e: DataError) => void,
+): Promise<{ refs: SampleRef[]; lines: ListLine[] }> {
   const settled = await Promise.allSettled(lines.map(check));
   const refs: SampleRef[] = [];
-  for (const s of settled) {
-    if (s.status === 'rejected') throw s.reason;
-    refs.push(s.value);
-  }
-  return refs;
+  const kept: ListLine[] = [];
+  settled.forEach((s, i) => {
+    if (s.status === 'fulfilled') {
+      refs.push(s.value);
+      kept.push(lines[i]);
+    } else if (onMissing !== undefined && s.reason instanceof MissingFileError) {
+      onMissing(s.reason);
+    } else {
+      throw s.reason;
+    }
+  });
+  return { refs, lines: kept };
 }
 
-function rejectDuplicates(refs: SampleRef[], lines: ListLine[], listFile: string): void {
+export function rejectDuplicates(refs: SampleRef[], lines: ListLine[], listFile: string): void {
   const seen = new Map<string, number>();
   refs.forEach((ref, i) => {
     const first = seen.get(ref.id);
@@ -132,7 +162,7 @@ export async function readFolderSplit(opts: FolderSplitOptions): Promise<SampleR
   const lines = await readListLines(listFile);
   const cache = new DirectoryCache();
 
-  const refs = await checkAll(lines, async ({ line, text: stem }): Promise<SampleRef> => {
+  const checked = await checkAll(lines, async ({ line, text: stem }): Promise<SampleRef> => {
     if (/\s/.test(stem)) {
       throw new DataError(listFile, `expected one stem per line, got "${stem}" (is this a list file of path pairs?)`, { line });
     }
@@ -145,16 +175,16 @@ export async function readFolderSplit(opts: FolderSplitOptions): Promise<SampleR
       }
     }
     if (image === undefined) {
-      throw new DataError(listFile, `image for stem "${stem}" not found (tried ${candidates.join(', ')})`, { line });
+      throw new MissingFileError(listFile, `image for stem "${stem}" not found (tried ${candidates.join(', ')})`, { line });
     }
     const label = path.join(labelDir, stem + labelExt);
     if (!(await cache.has(label))) {
-      throw new DataError(listFile, `label for stem "${stem}" not found: ${label}`, { line });
+      throw new MissingFileError(listFile, `label for stem "${stem}" not found: ${label}`, { line });
     }
     return { id: stem, image, label };
-  });
-  rejectDuplicates(refs, lines, listFile);
-  return refs;
+  }, opts.onMissing);
+  rejectDuplicates(checked.refs, checked.lines, listFile);
+  return checked.refs;
 }
 
 /** Reads a list file of "<image> <label>" path pairs. */
@@ -165,19 +195,19 @@ export async function readListFile(opts: ListFileOptions): Promise<SampleRef[]> 
   const lines = await readListLines(listFile);
   const cache = new DirectoryCache();
 
-  const refs = await checkAll(lines, async ({ line, text }): Promise<SampleRef> => {
+  const checked = await checkAll(lines, async ({ line, text }): Promise<SampleRef> => {
     const fields = text.split(/\s+/);
     if (fields.length !== 2) {
       throw new DataError(listFile, `expected "<image path> <label path>", got ${fields.length} field(s): "${text}"`, { line });
     }
     const image = path.resolve(root, fields[0]);
     const label = path.resolve(root, fields[1]);
-    if (!(await cache.has(image))) throw new DataError(listFile, `image not found: ${image}`, { line });
-    if (!(await cache.has(label))) throw new DataError(listFile, `label not found: ${label}`, { line });
+    if (!(await cache.has(image))) throw new MissingFileError(listFile, `image not found: ${image}`, { line });
+    if (!(await cache.has(label))) throw new MissingFileError(listFile, `label not found: ${label}`, { line });
     const rel = path.isAbsolute(fields[0]) ? path.basename(fields[0]) : fields[0];
     const id = rel.slice(0, rel.length - path.extname(rel).length);
     return { id, image, label };
-  });
-  rejectDuplicates(refs, lines, listFile);
-  return refs;
+  }, opts.onMissing);
+  rejectDuplicates(checked.refs, checked.lines, listFile);
+  return checked.refs;
 }

@@ -30,6 +30,11 @@ export interface LoadSampleOptions {
    * Build one with buildLabelMap.
    */
   labelMap?: Uint8Array;
+  /**
+   * Per-sample lookups by name (SampleRef.labelMap), applied before labelMap; e.g. Cityscapes
+   * "cityscapes-ids" (label ids -> train ids) for files that have no _labelTrainIds.png.
+   */
+  labelMaps?: Record<string, Uint8Array>;
 }
 
 /** A 256-entry label lookup: the identity except for the given raw -> class entries. */
@@ -79,6 +84,18 @@ function checkLabelRange(label: Uint8Array, width: number, file: string, opts: L
   }
 }
 
+/** The sample's own lookup (if any) followed by the dataset-wide one. */
+function effectiveLabelMap(ref: SampleRef, opts: LoadSampleOptions): Uint8Array | undefined {
+  if (ref.labelMap === undefined) return opts.labelMap;
+  const own = opts.labelMaps?.[ref.labelMap];
+  if (own === undefined || own.length !== 256) {
+    throw new Error(`loadSample: ${ref.label} asks for label map "${ref.labelMap}", which is not among the ${Object.keys(opts.labelMaps ?? {}).length} given`);
+  }
+  if (opts.labelMap === undefined) return own;
+  const outer = opts.labelMap;
+  return own.map((v) => outer[v]);
+}
+
 /** Loads and validates one sample. */
 export async function loadSample(ref: SampleRef, opts: LoadSampleOptions): Promise<LoadedSample> {
   if (opts.labelMap !== undefined && opts.labelMap.length !== 256) {
@@ -92,10 +109,23 @@ export async function loadSample(ref: SampleRef, opts: LoadSampleOptions): Promi
     );
   }
   const label = png.data;
-  if (opts.labelMap !== undefined) {
-    const map = opts.labelMap;
-    for (let i = 0; i < label.length; i++) label[i] = map[label[i]];
+  const map = effectiveLabelMap(ref, opts);
+  // One pass maps and flags values that are neither a class nor the ignore index; the slow path
+  // that names the first offender only runs when there is one.
+  const { numClasses, ignoreIndex } = opts;
+  let bad = false;
+  if (map !== undefined) {
+    for (let i = 0; i < label.length; i++) {
+      const v = map[label[i]];
+      label[i] = v;
+      if (v >= numClasses && v !== ignoreIndex) bad = true;
+    }
+  } else {
+    for (let i = 0; i < label.length; i++) {
+      const v = label[i];
+      if (v >= numClasses && v !== ignoreIndex) bad = true;
+    }
   }
-  checkLabelRange(label, png.width, ref.label, opts);
+  if (bad) checkLabelRange(label, png.width, ref.label, { ...opts, labelMap: map });
   return { image: image.data, label, height: image.height, width: image.width };
 }

@@ -1,5 +1,7 @@
-// Training and evaluation transforms: LoadedSample (uint8 HWC image + uint8 label) -> normalised
-// float32 HWC image + int32 label, the shapes a batch is made of.
+// The fixed training and evaluation transforms segdist started with: LoadedSample (uint8 HWC image +
+// uint8 label) -> normalised float32 HWC image + int32 label, the shapes a batch is made of. Training
+// now runs the configurable lists of augment.ts (data.train.transforms); these stay as a small public
+// API and as the reference the default list is tested against (test/data-augment.test.ts).
 //
 // Resizing is plain JS rather than sharp: libvips's "linear" reduction widens its kernel when it
 // shrinks (anti-aliasing), which is not the two-tap interpolation of cv2.resize INTER_LINEAR that the

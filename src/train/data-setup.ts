@@ -73,20 +73,29 @@ export function datasetInfo(cfg: SegdistConfig, root: string): DatasetInfo {
   return { num_classes: n, class_names: names, ignore_index: cfg.data.ignore_index, mean: cfg.data.mean, std: cfg.data.std, palette };
 }
 
-/** One split in the configured format; `role` says whether it is the training or the validation split. */
-export async function readSplit(cfg: SegdistConfig, root: string, split: string, role: 'train' | 'val' = split === cfg.data.val_split ? 'val' : 'train'): Promise<SampleRef[]> {
+/**
+ * One split in the configured format; `role` says whether it is the training or the validation split.
+ * With onMissing, listed samples whose files are missing are reported there and left out.
+ */
+export async function readSplit(
+  cfg: SegdistConfig,
+  root: string,
+  split: string,
+  role: 'train' | 'val' = split === cfg.data.val_split ? 'val' : 'train',
+  onMissing?: (e: DataError) => void,
+): Promise<SampleRef[]> {
   const d = cfg.data;
   switch (d.format) {
     case 'folder':
-      return readFolderSplit({ root, split });
+      return readFolderSplit({ root, split, onMissing });
     case 'list':
-      return readListFile({ root, listFile: d.list[role] ?? `${split}.txt` });
+      return readListFile({ root, listFile: d.list[role] ?? `${split}.txt`, onMissing });
     case 'voc':
-      return readVocSplit({ root, split, aug: d.voc.aug && role === 'train' ? { excludeSplit: d.val_split } : undefined });
+      return readVocSplit({ root, split, aug: d.voc.aug && role === 'train' ? { excludeSplit: d.val_split } : undefined, onMissing });
     case 'ade20k':
-      return readAde20kSplit({ root, split });
+      return readAde20kSplit({ root, split, onMissing });
     case 'cityscapes':
-      return readCityscapesSplit({ root, split, gtDir: d.cityscapes.gt_dir, labels: d.cityscapes.labels });
+      return readCityscapesSplit({ root, split, gtDir: d.cityscapes.gt_dir, labels: d.cityscapes.labels, onMissing });
   }
 }
 
@@ -117,17 +126,36 @@ export function preparerSpecs(cfg: SegdistConfig, info: DatasetInfo): { train: P
 export async function prepareData(cfg: SegdistConfig, log: (m: string) => void, shard: ShardSpec = { rank: 0, worldSize: 1 }): Promise<PreparedData> {
   const root = await ensureDataset(cfg, log);
   const info = datasetInfo(cfg, root);
-  const [trainRefs, valRefs] = await Promise.all([readSplit(cfg, root, cfg.data.train_split, 'train'), readSplit(cfg, root, cfg.data.val_split, 'val')]);
+  // data.skip_bad: samples whose files are missing from the start are left out (and counted in every
+  // epoch's summary line); without it the first one stops the run before it starts.
+  const leftOut = { train: 0, val: 0 };
+  const onMissing = (role: 'train' | 'val') =>
+    cfg.data.skip_bad
+      ? (e: DataError) => {
+          leftOut[role]++;
+          log(`warning: data.skip_bad: leaving out a listed ${role} sample: ${e.message}`);
+        }
+      : undefined;
+  const [trainRefs, valRefs] = await Promise.all([
+    readSplit(cfg, root, cfg.data.train_split, 'train', onMissing('train')),
+    readSplit(cfg, root, cfg.data.val_split, 'val', onMissing('val')),
+  ]);
+  for (const [role, refs, split] of [['train', trainRefs, cfg.data.train_split], ['val', valRefs, cfg.data.val_split]] as const) {
+    if (refs.length === 0) throw new DataError(root, `split "${split}" has no usable samples: all ${leftOut[role]} listed samples have missing files`);
+  }
   const specs = preparerSpecs(cfg, info);
   const { rank, worldSize } = shard;
   const trainersOnHost = shard.trainersOnHost ?? (Number(process.env.LOCAL_WORLD_SIZE) || worldSize);
   const workers = cfg.data.workers ?? defaultWorkerCount(trainersOnHost);
   const pool = workers > 0 ? new DataPrefetcher({ workers, pipelines: { train: specs.train, val: specs.val } }) : null;
   const preparer = (name: 'train' | 'val'): SamplePreparer => (pool ? pool.preparer(name) : buildPreparer(specs[name]));
-  const skipLog = (split: string) => ({
+  const skipLog = (role: 'train' | 'val', split: string) => ({
     onSkip: (e: { epoch: number; error: DataError }) => log(`warning: data.skip_bad: skipping a bad ${split} sample (epoch ${e.epoch + 1}): ${e.error.message}`),
     onEpochEnd: (epoch: number, stats: { skipped: number }) => {
-      if (stats.skipped > 0) log(`data: epoch ${epoch + 1}: ${stats.skipped} bad ${split} sample(s) skipped (data.skip_bad)`);
+      if (stats.skipped + leftOut[role] > 0) {
+        const when = role === 'train' ? `epoch ${epoch + 1}` : 'validation';
+        log(`data: ${when}: ${stats.skipped} bad ${split} sample(s) skipped` + (leftOut[role] > 0 ? `, ${leftOut[role]} left out of the list for missing files` : '') + ' (data.skip_bad)');
+      }
     },
   });
   let train: BatchLoader;
@@ -141,7 +169,7 @@ export async function prepareData(cfg: SegdistConfig, log: (m: string) => void, 
       prefetch: cfg.data.prefetch,
       prepare: preparer('train'),
       skipBad: cfg.data.skip_bad ? 'replace' : false,
-      ...skipLog(cfg.data.train_split),
+      ...skipLog('train', cfg.data.train_split),
     });
     val = new BatchLoader({
       samples: valRefs,
@@ -153,7 +181,7 @@ export async function prepareData(cfg: SegdistConfig, log: (m: string) => void, 
       dropLast: false,
       prepare: preparer('val'),
       skipBad: cfg.data.skip_bad ? 'drop' : false,
-      ...skipLog(cfg.data.val_split),
+      ...skipLog('val', cfg.data.val_split),
     });
   } catch (e) {
     await pool?.close();
