@@ -1,25 +1,20 @@
-// The changes proposed for src/models (and src/train's loss), applied by patching prototypes, so that
-// bench/step.ts can measure them before they are made for real. Each patch is what the proposal asks
+// A change proposed for src/models, applied by patching prototypes, so that bench/step.ts can
+// measure it before it is made for real. (The earlier proposals, the dilated conv, the fused loss and
+// the sparse separable maps, are now the code in src/models and src/train.) Each patch is what the proposal asks
 // the owning file to do; `proposals.on` switches them all at run time so that one process can
 // alternate steps with and without them (the machine is shared, so only such interleaved ratios
 // mean much).
 import * as tf from '@tensorflow/tfjs';
 import { batchNormInfer, batchNormTrain } from '../src/backend/batch-norm';
-import { conv2d } from '../src/backend/conv2d';
-import { softmaxCrossEntropy } from '../src/backend/softmax-cross-entropy';
 import { BatchNorm2d } from '../src/models/batch-norm';
-import { Conv2d } from '../src/models/conv2d';
 import { ConvModule } from '../src/models/conv-module';
 import { BasicBlock } from '../src/models/basic-block';
 import { ResNet } from '../src/models/resnet';
 import { ReLU } from '../src/models/relu';
 import type { ForwardContext } from '../src/models/context';
 import type { Layer } from '../src/models/module';
-import * as crossEntropyModule from '../src/train/cross-entropy';
-import * as separableModule from '../src/models/separable-linear';
-import { separableLinear, withSeparableGradient } from '../src/backend/separable-linear';
 
-export const proposals = { on: false, conv: true, bn: true, loss: true, separable: true };
+export const proposals = { on: false, bn: true };
 
 interface FusedOptions { relu?: boolean; residual?: tf.Tensor4D }
 
@@ -56,18 +51,6 @@ let applied = false;
 export function applyModelProposals(): void {
   if (applied) return;
   applied = true;
-
-  // Proposal 1: Conv2d.forward (src/models/conv2d.ts conv2dTorch) calls src/backend's conv2d for
-  // dilated convolutions instead of spaceToBatchND -> conv2d -> batchToSpaceND.
-  const convForward = Conv2d.prototype.forward;
-  Conv2d.prototype.forward = function (this: Conv2d, x: tf.Tensor4D): tf.Tensor4D {
-    if (!(proposals.on && proposals.conv)) return convForward.call(this, x);
-    const g = this.geometry;
-    return tf.tidy(() => {
-      const y = conv2d(x, this.weight, { stride: g.stride, padding: g.padding === 0 ? 'valid' : g.padding, dilation: g.dilation });
-      return this.bias === undefined ? y : tf.add(y, this.bias);
-    });
-  };
 
   // Proposal 2: every BN followed by ReLU (and the residual add in between) fused.
   BatchNorm2d.prototype.forward = ((orig) => function (this: BatchNorm2d, x: tf.Tensor4D, ctx: ForwardContext) {
@@ -110,23 +93,4 @@ export function applyModelProposals(): void {
       return outs;
     });
   };
-
-  // Proposal 4: src/models/separable-linear.ts's separableLinear / withSeparableGradient become
-  // src/backend's (the same maps, on a kernel that walks the matrices' non-zeros).
-  const sep = separableModule as {
-    separableLinear: typeof separableModule.separableLinear;
-    withSeparableGradient: typeof separableModule.withSeparableGradient;
-  };
-  const sepLinear = sep.separableLinear;
-  const sepGrad = sep.withSeparableGradient;
-  sep.separableLinear = (x, rows, cols) =>
-    proposals.on && proposals.separable ? separableLinear(x, rows, cols) : sepLinear(x, rows, cols);
-  sep.withSeparableGradient = (x, forward, rows, cols) =>
-    proposals.on && proposals.separable ? withSeparableGradient(x, forward, rows, cols) : sepGrad(x, forward, rows, cols);
-
-  // Proposal 3 (src/train/cross-entropy.ts): the loss as src/backend's softmaxCrossEntropy.
-  const module = crossEntropyModule as { crossEntropy: typeof crossEntropyModule.crossEntropy };
-  const ce = module.crossEntropy;
-  module.crossEntropy = (logits, labels, ignoreIndex) =>
-    proposals.on && proposals.loss ? softmaxCrossEntropy(logits, labels, ignoreIndex) : ce(logits, labels, ignoreIndex);
 }

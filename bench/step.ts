@@ -237,7 +237,7 @@ async function main(): Promise<void> {
   if (flag('stock')) unregisterWasmKernels();
   if (flag('proposals') || flag('ab')) applyModelProposals();
   proposals.on = flag('proposals');
-  // --without conv,bn,loss,separable: leave those proposals out of B (to measure each one's share).
+  // --without bn: leave those proposals out of B (to measure each one's share).
   const without = process.argv.indexOf('--without');
   if (without >= 0) {
     for (const k of process.argv[without + 1].split(',')) {

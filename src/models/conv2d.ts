@@ -11,6 +11,7 @@
 // train on every backend, and the convolution in the middle is undilated and takes the fast kernels.
 
 import * as tf from '@tensorflow/tfjs';
+import { conv2d as dilatedConv2d } from '../backend/conv2d';
 import { Module, type Initializer, type Layer } from './module';
 import { constantInit, kaimingNormalFanOut } from './init';
 
@@ -48,38 +49,12 @@ export function conv2dTorch(x: tf.Tensor4D, filter: tf.Tensor4D, g: ConvGeometry
     // Not needed by any model here (dilated ResNet stages have stride 1); refuse rather than guess.
     throw new Error(`Error in conv2dTorch: dilation ${d} with stride ${g.stride} is not supported`);
   }
-  // Pad to a multiple of d (the extra rows/cols on the far side are cropped off again below).
-  const extraH = (d - ((h + 2 * p) % d)) % d;
-  const extraW = (d - ((w + 2 * p) % d)) % d;
-  return tf.tidy(() => {
-    const padded = tf.pad(x, [[0, 0], [p, p + extraH], [p, p + extraW], [0, 0]]);
-    const y = tf.conv2d(splitPhases(padded, d), filter, 1, 'valid');
-    const merged = mergePhases(y, d, x.shape[0]);
-    return extraH === 0 && extraW === 0 ? merged : tf.slice(merged, [0, 0, 0, 0], [-1, outH, outW, -1]);
-  });
+  // tfjs has no gradient for a dilated Conv2D; src/backend's conv2d brings one (our wasm kernels with
+  // dilations, or the zero-spread filter elsewhere).
+  return dilatedConv2d(x, filter, { stride: 1, padding: p === 0 ? 'valid' : p, dilation: d });
 }
 
-/**
- * [N, Hb*d, Wb*d, C] -> [d*d*N, Hb, Wb, C]: batch block (b*d + a) holds the sub-grid of rows = a and
- * columns = b (mod d). (spaceToBatchND's block order is (a*d + b); ours only has to agree with
- * mergePhases.)
- */
-function splitPhases(x: tf.Tensor4D, d: number): tf.Tensor4D {
-  const [n, hp, wp, c] = x.shape;
-  const hb = hp / d;
-  const wb = wp / d;
-  const byRowPhase = tf.transpose(tf.reshape(x, [n * hb, d, wp * c]), [1, 0, 2]); // [a, n*hb, wp*c]
-  const byColPhase = tf.transpose(tf.reshape(byRowPhase, [d * n * hb * wb, d, c]), [1, 0, 2]); // [b, a*n*hb*wb, c]
-  return tf.reshape(byColPhase, [d * d * n, hb, wb, c]);
-}
 
-/** The inverse of splitPhases: [d*d*N, Hb, Wb, C] -> [N, Hb*d, Wb*d, C]. */
-function mergePhases(y: tf.Tensor4D, d: number, n: number): tf.Tensor4D {
-  const [, hb, wb, c] = y.shape;
-  const colsInterleaved = tf.transpose(tf.reshape(y, [d, d * n * hb * wb, c]), [1, 0, 2]); // [a*n*hb*wb, b, c]
-  const rowsInterleaved = tf.transpose(tf.reshape(colsInterleaved, [d, n * hb, wb * d * c]), [1, 0, 2]); // [n*hb, a, wb*d*c]
-  return tf.reshape(rowsInterleaved, [n, hb * d, wb * d, c]);
-}
 
 export interface Conv2dOptions {
   stride?: number;
