@@ -66,3 +66,38 @@ function nanMean(xs: number[]): number {
   const ok = xs.filter((x) => !Number.isNaN(x));
   return ok.length ? ok.reduce((a, b) => a + b, 0) / ok.length : NaN;
 }
+
+// Summing matrices across ranks. The collectives move float32, which holds integers exactly only up
+// to 2^24 (17M pixels: a hundred 480x360 frames). So each count travels as five 12-bit digits: a sum of
+// W ranks' digits stays below 4096 * W <= 2^24 for up to 4096 ranks, and the float64 counts rebuilt
+// from the summed digits are exact (up to 2^53).
+
+const DIGIT_BITS = 12;
+const DIGITS = 5; // 60 bits >= 53
+const DIGIT_BASE = 2 ** DIGIT_BITS;
+
+/** Encodes non-negative integer counts (< 2^53) as float32 digits whose elementwise sums decode exactly. */
+export function countsToDigits(counts: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(counts.length * DIGITS);
+  for (let i = 0; i < counts.length; i++) {
+    let v = counts[i];
+    if (!Number.isInteger(v) || v < 0 || v > Number.MAX_SAFE_INTEGER) throw new Error(`countsToDigits: count ${v} at ${i} is not an integer in 0..2^53`);
+    for (let d = 0; d < DIGITS; d++) {
+      out[i * DIGITS + d] = v % DIGIT_BASE;
+      v = Math.floor(v / DIGIT_BASE);
+    }
+  }
+  return out;
+}
+
+/** Inverse of countsToDigits, also of a sum of up to 4096 encodings. */
+export function digitsToCounts(digits: ArrayLike<number>): Float64Array {
+  if (digits.length % DIGITS !== 0) throw new Error(`digitsToCounts: ${digits.length} digits is not a multiple of ${DIGITS}`);
+  const out = new Float64Array(digits.length / DIGITS);
+  for (let i = 0; i < out.length; i++) {
+    let v = 0;
+    for (let d = DIGITS - 1; d >= 0; d--) v = v * DIGIT_BASE + digits[i * DIGITS + d];
+    out[i] = v;
+  }
+  return out;
+}
