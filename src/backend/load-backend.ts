@@ -173,6 +173,9 @@ export async function loadBackendWith(
 export async function loadBackend(
     name: BackendName, log: (msg: string) => void = () => {}):
     Promise<ConcreteBackendName> {
+  // Production mode: no debug checks, and no "looks like you are running TensorFlow.js in Node.js"
+  // banner on the cpu backend, which would land in every trainer's stderr.
+  tf.enableProdMode();
   return loadBackendWith(name, log, require);
 }
 
