@@ -16,7 +16,7 @@ import type { Batch } from '../data/batch-loader';
 import type { DatasetInfo } from './data-setup';
 import { buildModel } from '../models/build-model';
 import { deriveSeed } from '../util/rng';
-import { prepareData } from './data-setup';
+import { ensureDataset, prepareData } from './data-setup';
 import { formatClassTable, formatDuration, formatProgress } from './progress';
 import { ConsoleRunLogger, RankRunLogger, RunLogger } from './run-logger';
 import { DataParallel } from './data-parallel';
@@ -65,6 +65,9 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
   const log = opts.logger ?? (lead ? new ConsoleRunLogger(workDir) : new RankRunLogger(group.rank));
   if (group.worldSize > 1) log.info(`trainer ${group.rank} of ${group.worldSize} joined; ranks other than 0 log nothing but warnings`);
   const backend = await loadBackend(cfg.backend, (m) => log.info(m));
+  // One trainer generates a missing synthetic dataset; the others would race it to the same folder.
+  if (lead) await ensureDataset(cfg, (m) => log.info(m));
+  await group.barrier('dataset');
   const data = await prepareData(cfg, (m) => log.info(m), { rank: group.rank, worldSize: group.worldSize });
   const info = data.info;
 
