@@ -13,6 +13,7 @@
 // pass at most SUM_CHUNK_ROWS rows per call and add the partial sums in float64.
 
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { uleb, sleb } from '../util/leb128';
 
 /** Rows per call of the summing loops (float32 partial sums, combined in float64 by the caller). */
 export const SUM_CHUNK_ROWS = 256;
@@ -21,30 +22,6 @@ export const SUM_CHUNK_ROWS = 256;
 
 const I32 = 0x7f;
 const V128 = 0x7b;
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
 
 const simd = (code: number) => [0xfd, ...uleb(code)];
 const op = {

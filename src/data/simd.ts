@@ -15,6 +15,8 @@
 //
 // The module is ~200 bytes of hand-encoded bytecode (no toolchain at build time).
 
+import { uleb } from '../util/leb128';
+
 const WASM = (globalThis as unknown as { WebAssembly: WasmGlobal }).WebAssembly;
 
 interface WasmGlobal {
@@ -32,16 +34,6 @@ const I32 = 0x7f;
 const F32 = 0x7d;
 const V128 = 0x7b;
 
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
 
 const get = (i: number) => [0x20, ...uleb(i)];
 const set = (i: number) => [0x21, ...uleb(i)];
