@@ -9,6 +9,7 @@
 // elements; offsets need only 4-byte alignment (wasm SIMD loads tolerate any alignment).
 
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api';
+import { uleb, sleb } from '../util/leb128';
 
 export interface F32Kernels {
   /** mem[dst + i] += mem[src + i] for i < n (float32 elements, byte offsets). */
@@ -45,30 +46,6 @@ const op = {
   f32x4Add: [0xfd, 0xe4, 0x01],
   f32x4Div: [0xfd, 0xe7, 0x01],
 };
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
 
 const vec = (bytes: number[]) => [...uleb(bytes.length), ...bytes];
 const name = (s: string) => vec([...Buffer.from(s, 'ascii')]);
