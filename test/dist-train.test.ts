@@ -14,6 +14,7 @@ import { Sgd } from '../src/train/sgd';
 import { TrainMetrics } from '../src/train/train-metrics';
 import { trainStep } from '../src/train/train-step';
 import { freeLoopbackPort } from '../src/cluster/local-job';
+import { loadBackend } from '../src/backend/load-backend';
 import { runCli, tempDir } from './helpers/tiny-run';
 
 let dataRoot: string;
@@ -84,8 +85,9 @@ test('without SyncBN the update is the average of the per-trainer gradients', as
   assert.equal(r.code, 0, r.stderr);
   const after = loadCheckpoint(path.join(dist, 'checkpoints', 'iter_0000001')).model;
 
-  // Recompute here what each trainer saw: its own shard's first batch, from the same initial weights.
-  await tf.setBackend('cpu');
+  // Recompute here what each trainer saw: its own shard's first batch, from the same initial weights,
+  // on the backend exactly as the trainers load it (with segdist's fused cpu kernels).
+  await loadBackend('cpu');
   const cfg = resolveConfig({ overrides: overrides(dist, 2, extra) });
   const grads: Map<string, Float32Array>[] = [];
   let initial = new Map<string, Float32Array>();
