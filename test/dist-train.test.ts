@@ -222,3 +222,26 @@ test('trainers started by hand with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT j
   const b = loadCheckpoint(path.join(byHand, 'checkpoints', 'iter_0000001')).model;
   for (const [name, t] of a) assert.deepEqual(Array.from(b.get(name)!.data), Array.from(t.data), name);
 });
+
+test('stages switch at the same iteration on every trainer, and a frozen backbone stays put', async () => {
+  const dir = tempDir('dist-stages');
+  const stages = 'schedule.stages=[{name: head, epochs: 1, frozen: [backbone]}, {name: finetune}]';
+  const r = await runCli(['train', '--gpus', '2', ...overrides(dir, 2, ['train.epochs=2', stages])]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^stage 1\/2 'head': iterations 0-0, \d+ of \d+ parameters trainable \(frozen: backbone\)/m);
+  assert.match(r.stdout, /^stage 2\/2 'finetune': iterations 1-1/m);
+  const cfg = resolveConfig({ overrides: overrides(dir, 2, ['train.epochs=2', stages]) });
+  await loadBackend('cpu');
+  const init = buildModel(cfg.model, 3, cfg.seed);
+  const afterHead = loadCheckpoint(path.join(dir, 'checkpoints', 'iter_0000001')).model;
+  const afterAll = loadCheckpoint(path.join(dir, 'checkpoints', 'iter_0000002')).model;
+  for (const [name, v] of init.namedParameters()) {
+    const w0 = v.dataSync();
+    const same = (t: ArrayLike<number>) => Array.from(w0).every((x, i) => x === t[i]);
+    if (name.startsWith('backbone.')) {
+      assert.ok(same(afterHead.get(name)!.data), `${name} moved while frozen`);
+      if (name.endsWith('conv1.weight')) assert.ok(!same(afterAll.get(name)!.data), `${name} did not train after unfreezing`);
+    }
+  }
+  init.dispose();
+});
