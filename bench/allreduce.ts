@@ -1,16 +1,28 @@
-// Allreduce bandwidth on loopback: `node dist/bench/allreduce.js [--sizes 1M,11M,25M] [--worlds 2,4]
-// [--modes inplace,copy,sync] [--iters 5] [--sub-chunk 1048576] [--gc-every 16777216] [--js] [--json]`.
+// Allreduce bandwidth on loopback, ours beside PyTorch's gloo, measured in the same run:
 //
-// Starts WORLD_SIZE real processes per world size (this same file, as ranks) and times Communicator
+//   node dist/bench/allreduce.js [--sizes 1M,11M,25M] [--worlds 2,4] [--rounds 3] [--iters 5] [--warmup 2]
+//     [--modes inplace] [--sub-chunk 1048576] [--gc-every 16777216] [--js] [--threads] [--no-gloo] [--python /usr/bin/python3] [--json]
+//
+// Ours: starts WORLD_SIZE real processes per world size (this same file, as ranks) and times Communicator
 // allreduces of float32 arrays:
 //   inplace  allreduceInPlace on a sharedArray: the ring alone (what gloo's all_reduce on a tensor does);
 //   copy     allreduce() into a reused output array: plus the copies into the shared slot and out;
 //   sync     allreduceSumSync(), likewise, blocking the calling thread (SyncBN's path).
-// It reports bus bandwidth, bytes * 2(n-1)/n / time: the rate each rank's link carries, comparable
-// across world sizes and with nccl-tests / gloo figures. The median over iterations is reported; every
-// iteration starts after a barrier so the ranks start together.
+// Gloo: tools/bench_gloo.py (torch.distributed, gloo backend, TCP on 127.0.0.1), same sizes, same
+// iteration scheme. Every iteration starts after a barrier so the ranks start together; an iteration
+// takes as long as its slowest rank; a run reports the median over its iterations. A round runs ours
+// and gloo once each for every world size, alternating which goes first; the table shows the median
+// over rounds (the machine is shared, so single runs are noisy: the load average is printed).
+//
+// Bus bandwidth is bytes * 2(n-1)/n / time: the rate each rank's link carries, comparable across world
+// sizes and with nccl-tests / gloo figures. "cpu ms/rank" is the CPU time of a rank's whole process (all
+// threads, user + system) per allreduce: with more ranks than free cores it, not the network, bounds
+// the time.
 
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { Communicator } from '../src/cluster/communicator';
 import { readDistEnv } from '../src/cluster/dist-env';
 import { LocalJob } from '../src/cluster/local-job';
@@ -25,14 +37,34 @@ interface BenchConfig {
   subChunkBytes: number;
   minorGcEveryBytes: number;
   forceJs: boolean;
+  /** Also measure CPU time per thread kind (Linux: /proc/self/task/<tid>/schedstat). */
+  threads: boolean;
 }
 
 interface RankResult {
   mode: Mode;
   size: number;
   ms: number[];
-  /** CPU time of the whole process (all threads, user + system) per iteration. */
-  cpuMs: number[];
+  /** CPU time of the whole process (all threads) per iteration: user, system. */
+  userMs: number[];
+  sysMs: number[];
+  /** With --threads: CPU ms per iteration of the main thread, ZeroMQ's I/O thread(s), and the rest (the comm thread, V8 helpers). */
+  threadMs?: { main: number[]; zmqIo: number[]; other: number[] };
+}
+
+/** One run's figure for one (impl, mode, size, world). */
+interface Sample {
+  impl: 'segdist' | 'gloo';
+  mode: string;
+  world: number;
+  elements: number;
+  ms: number;
+  busbw: number;
+  cpuMs: number;
+  sysMs: number | null;
+  /** With --threads (ours only): median CPU ms per rank of the main thread, ZeroMQ I/O thread(s), the rest. */
+  threadMs?: Record<ThreadKind, number>;
+  load: number;
 }
 
 const ROLE_ENV = 'SEGDIST_BENCH_RANK';
@@ -54,7 +86,27 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
+const busbw = (elements: number, ms: number, n: number) => ((elements * 4) / (ms / 1e3) / 1e9) * ((2 * (n - 1)) / n);
+
 // --- a rank ------------------------------------------------------------------------------------
+
+type ThreadKind = 'main' | 'zmqIo' | 'other';
+
+/** CPU nanoseconds so far of each of this process's threads, by kind (Linux only). */
+function threadCpuNs(): Record<ThreadKind, number> {
+  const out = { main: 0, zmqIo: 0, other: 0 };
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    try {
+      const ns = Number(fs.readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      const name = fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      const kind: ThreadKind = Number(tid) === process.pid ? 'main' : name.startsWith('ZMQbg/IO') ? 'zmqIo' : 'other';
+      out[kind] += ns;
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return out;
+}
 
 async function rankMain(): Promise<void> {
   const cfg = JSON.parse(process.env[ROLE_ENV]!) as BenchConfig;
@@ -71,10 +123,11 @@ async function rankMain(): Promise<void> {
       const data = mode === 'inplace' ? comm.sharedArray(size) : new Float32Array(size);
       const out = new Float32Array(mode === 'inplace' ? 0 : size); // reused, as a trainer would
       for (let i = 0; i < size; i++) data[i] = (i + comm.rank) % 17;
-      const ms: number[] = [];
-      const cpuMs: number[] = [];
+      const r: RankResult = { mode, size, ms: [], userMs: [], sysMs: [] };
+      if (cfg.threads) r.threadMs = { main: [], zmqIo: [], other: [] };
       for (let it = 0; it < cfg.warmup + cfg.iters; it++) {
         await comm.barrier(`bench.${mode}.${size}.${it}`);
+        const th0 = cfg.threads ? threadCpuNs() : null;
         const c0 = process.cpuUsage();
         const t0 = process.hrtime.bigint();
         // The barrier between iterations completes a collective, so the array may be sent from directly.
@@ -83,13 +136,16 @@ async function rankMain(): Promise<void> {
         else await comm.allreduce(`bench.${size}`, data, 'sum', out);
         const t = Number(process.hrtime.bigint() - t0) / 1e6;
         const c = process.cpuUsage(c0);
+        const th1 = th0 ? threadCpuNs() : null;
         if (it >= cfg.warmup) {
-          ms.push(t);
-          cpuMs.push((c.user + c.system) / 1e3);
+          r.ms.push(t);
+          r.userMs.push(c.user / 1e3);
+          r.sysMs.push(c.system / 1e3);
+          if (th0 && th1) for (const k of ['main', 'zmqIo', 'other'] as const) r.threadMs![k].push((th1[k] - th0[k]) / 1e6);
         }
       }
       if (mode === 'inplace') comm.releaseShared(data);
-      results.push({ mode, size, ms, cpuMs });
+      results.push(r);
     }
   }
   await comm.close();
@@ -98,56 +154,154 @@ async function rankMain(): Promise<void> {
 
 // --- the driver --------------------------------------------------------------------------------
 
-async function runWorld(n: number, cfg: BenchConfig): Promise<{ simd: boolean; results: RankResult[] }[]> {
-  return LocalJob.run({ script: __filename, worldSize: n, env: { [ROLE_ENV]: JSON.stringify(cfg) } }, 600_000, async (job) => {
+async function runOurs(n: number, cfg: BenchConfig): Promise<Sample[]> {
+  const load = os.loadavg()[0];
+  const ranks = await LocalJob.run({ script: __filename, worldSize: n, env: { [ROLE_ENV]: JSON.stringify(cfg) } }, 600_000, async (job) => {
     const exits = await Promise.all(job.procs.map((p) => p.exited));
     exits.forEach((e, r) => {
       if (e.code !== 0) throw new Error(`world ${n}: rank ${r} exited with ${e.code ?? e.signal}: ${job.procs[r].stderr}`);
     });
     return job.procs.map((p) => p.lastEvent('result') as unknown as { simd: boolean; results: RankResult[] });
   });
+  return ranks[0].results.map((r0, k) => {
+    // Each iteration takes as long as its slowest rank; the run's figure is the median iteration.
+    const perIter = r0.ms.map((_, i) => Math.max(...ranks.map((r) => r.results[k].ms[i])));
+    const ms = median(perIter);
+    const user = ranks.reduce((a, r) => a + median(r.results[k].userMs), 0) / n;
+    const sys = ranks.reduce((a, r) => a + median(r.results[k].sysMs), 0) / n;
+    const threadMs = r0.threadMs
+      ? (Object.fromEntries((['main', 'zmqIo', 'other'] as const).map((kind) => [kind, ranks.reduce((a, r) => a + median(r.results[k].threadMs![kind]), 0) / n])) as Record<ThreadKind, number>)
+      : undefined;
+    return { impl: 'segdist', mode: r0.mode, world: n, elements: r0.size, ms, busbw: busbw(r0.size, ms, n), cpuMs: user + sys, sysMs: sys, threadMs, load };
+  });
+}
+
+/** tools/bench_gloo.py, found upward from this file (dist/bench/ or any other build folder). */
+function glooScript(): string | null {
+  for (let d = __dirname; ; d = path.dirname(d)) {
+    const p = path.join(d, 'tools', 'bench_gloo.py');
+    if (fs.existsSync(p)) return p;
+    if (path.dirname(d) === d) return null;
+  }
+}
+
+async function runGloo(python: string, script: string, n: number, cfg: BenchConfig): Promise<Sample[]> {
+  const load = os.loadavg()[0];
+  const args = [script, '--json', '--worlds', String(n), '--sizes', cfg.sizes.join(','), '--iters', String(cfg.iters), '--warmup', String(cfg.warmup)];
+  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(python, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (c) => resolve({ code: c, stdout, stderr }));
+  });
+  if (code !== 0) throw new Error(`${python} ${path.basename(script)} exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  const rows = JSON.parse(stdout.trim().split('\n').pop()!) as { world: number; elements: number; ms: number; busbw: number; cpuMs: number }[];
+  return rows.map((r) => ({ impl: 'gloo', mode: 'inplace', world: r.world, elements: r.elements, ms: r.ms, busbw: r.busbw, cpuMs: r.cpuMs, sysMs: null, load }));
+}
+
+function fmtSize(n: number): string {
+  return n % 1e6 === 0 ? `${n / 1e6}M` : n % 1e3 === 0 ? `${n / 1e3}k` : String(n);
 }
 
 async function driverMain(): Promise<void> {
   const cfg: BenchConfig = {
     sizes: (arg('--sizes') ?? '1M,11M,25M').split(',').map(parseSize),
-    modes: (arg('--modes') ?? 'inplace,copy').split(',') as Mode[],
+    modes: (arg('--modes') ?? 'inplace').split(',') as Mode[],
     iters: Number(arg('--iters') ?? 5),
     warmup: Number(arg('--warmup') ?? 2),
     subChunkBytes: Number(arg('--sub-chunk') ?? 1 << 20),
     minorGcEveryBytes: Number(arg('--gc-every') ?? 16 << 20),
     forceJs: process.argv.includes('--js'),
+    threads: process.argv.includes('--threads') && process.platform === 'linux',
   };
+  for (const m of cfg.modes) if (!['inplace', 'copy', 'sync'].includes(m)) throw new Error(`--modes: unknown mode ${m} (inplace, copy, sync)`);
   const worlds = (arg('--worlds') ?? '2,4').split(',').map(Number);
+  const rounds = Number(arg('--rounds') ?? 3);
   const json = process.argv.includes('--json');
-  const rows: object[] = [];
-  if (!json) {
-    console.log(
-      `allreduce float32 over 127.0.0.1, ${os.cpus().length} CPUs (load ${os.loadavg()[0].toFixed(1)}), sub-chunk ${cfg.subChunkBytes} B, ` +
-        `${cfg.forceJs ? 'JS' : 'wasm SIMD'} add, median of ${cfg.iters}`,
-    );
-    console.log('mode     world  elements      MB   time ms   algbw GB/s   busbw GB/s   cpu ms/rank');
+  const python = arg('--python') ?? '/usr/bin/python3';
+  let gloo: string | null = process.argv.includes('--no-gloo') ? null : glooScript();
+  let glooNote = gloo === null ? (process.argv.includes('--no-gloo') ? 'gloo: skipped (--no-gloo)' : 'gloo: tools/bench_gloo.py not found') : '';
+  const loadStart = os.loadavg();
+  const log = (s: string) => {
+    if (!json) console.log(s);
+  };
+  log(
+    `allreduce float32 over 127.0.0.1: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load ${loadStart.map((l) => l.toFixed(1)).join(' ')}; ` +
+      `segdist sub-chunk ${cfg.subChunkBytes} B, ${cfg.forceJs ? 'JS' : 'wasm SIMD'} add; ${rounds} round(s) x median of ${cfg.iters} (+${cfg.warmup} warm-up)`,
+  );
+
+  const samples: Sample[] = [];
+  for (let round = 0; round < rounds; round++) {
+    for (const n of worlds) {
+      const order: ('ours' | 'gloo')[] = round % 2 === 0 ? ['ours', 'gloo'] : ['gloo', 'ours'];
+      const got: Sample[] = [];
+      for (const which of order) {
+        if (which === 'ours') {
+          got.push(...(await runOurs(n, cfg)));
+        } else if (gloo !== null) {
+          try {
+            got.push(...(await runGloo(python, gloo, n, cfg)));
+          } catch (err) {
+            glooNote = `gloo: unavailable (${(err as Error).message})`;
+            gloo = null;
+          }
+        }
+      }
+      samples.push(...got);
+      log(
+        `  round ${round + 1}, world ${n} (load ${os.loadavg()[0].toFixed(1)}): ` +
+          got.map((s) => `${s.impl === 'gloo' ? 'gloo' : s.mode} ${fmtSize(s.elements)} ${s.busbw.toFixed(2)}`).join(', '),
+      );
+    }
   }
+  if (glooNote) log(glooNote);
+
+  const rows: object[] = [];
+  const pick = (impl: string, mode: string, world: number, elements: number) =>
+    samples.filter((s) => s.impl === impl && s.mode === mode && s.world === world && s.elements === elements);
+  log('');
+  log('busbw GB/s, median over rounds (each run: median iteration)');
+  log(' elements  world  mode       segdist     gloo   ratio   segdist ms   gloo ms   cpu ms/rank segdist (sys)   gloo');
   for (const n of worlds) {
-    const ranks = await runWorld(n, cfg);
-    for (const [k, r0] of ranks[0].results.entries()) {
-      // A collective is as slow as its slowest rank.
-      const ms = Math.max(...ranks.map((r) => median(r.results[k].ms)));
-      const bytes = r0.size * 4;
-      const algbw = bytes / (ms / 1e3) / 1e9;
-      const busbw = (algbw * 2 * (n - 1)) / n;
-      // CPU time per rank (all its threads): on an idle machine with enough cores, what bounds the time.
-      const cpuMs = ranks.reduce((a, r) => a + median(r.results[k].cpuMs), 0) / n;
-      rows.push({ mode: r0.mode, world: n, elements: r0.size, bytes, ms, algbw, busbw, cpuMs, simd: ranks[0].simd });
-      if (!json) {
-        console.log(
-          `${r0.mode.padEnd(7)}  ${String(n).padStart(5)}  ${String(r0.size).padStart(8)}  ${(bytes / 1e6).toFixed(1).padStart(6)}` +
-            `  ${ms.toFixed(1).padStart(8)}  ${algbw.toFixed(2).padStart(11)}  ${busbw.toFixed(2).padStart(11)}  ${cpuMs.toFixed(1).padStart(12)}`,
+    for (const size of cfg.sizes) {
+      const g = pick('gloo', 'inplace', n, size);
+      const gBus = g.length ? median(g.map((s) => s.busbw)) : null;
+      for (const mode of cfg.modes) {
+        const o = pick('segdist', mode, n, size);
+        const oBus = median(o.map((s) => s.busbw));
+        const row = {
+          elements: size,
+          world: n,
+          mode,
+          segdistBusbw: oBus,
+          glooBusbw: gBus,
+          ratio: gBus ? oBus / gBus : null,
+          segdistMs: median(o.map((s) => s.ms)),
+          glooMs: g.length ? median(g.map((s) => s.ms)) : null,
+          segdistCpuMs: median(o.map((s) => s.cpuMs)),
+          segdistSysMs: median(o.map((s) => s.sysMs ?? 0)),
+          glooCpuMs: g.length ? median(g.map((s) => s.cpuMs)) : null,
+          segdistThreadMs: o[0]?.threadMs
+            ? Object.fromEntries((['main', 'zmqIo', 'other'] as const).map((kind) => [kind, median(o.map((s) => s.threadMs![kind]))]))
+            : undefined,
+          segdistRuns: o.map((s) => s.busbw),
+          glooRuns: g.map((s) => s.busbw),
+        };
+        rows.push(row);
+        log(
+          `${fmtSize(size).padStart(9)}  ${String(n).padStart(5)}  ${mode.padEnd(7)}  ${oBus.toFixed(2).padStart(10)}  ${gBus === null ? '       -' : gBus.toFixed(2).padStart(8)}` +
+            `  ${row.ratio === null ? '     -' : row.ratio.toFixed(2).padStart(6)}  ${row.segdistMs.toFixed(1).padStart(11)}  ${row.glooMs === null ? '        -' : row.glooMs.toFixed(1).padStart(9)}` +
+            `  ${row.segdistCpuMs.toFixed(1).padStart(20)} (${row.segdistSysMs.toFixed(1).padStart(5)})  ${row.glooCpuMs === null ? '     -' : row.glooCpuMs.toFixed(1).padStart(6)}` +
+            (row.segdistThreadMs ? `   threads: main ${row.segdistThreadMs.main.toFixed(1)}, zmq I/O ${row.segdistThreadMs.zmqIo.toFixed(1)}, comm+other ${row.segdistThreadMs.other.toFixed(1)}` : ''),
         );
       }
     }
   }
-  if (json) console.log(JSON.stringify(rows));
+  log(`load at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  if (json) console.log(JSON.stringify({ loadStart, loadEnd: os.loadavg(), gloo: glooNote || 'ok', rows, samples }));
 }
 
 if (process.env[ROLE_ENV] !== undefined) {
