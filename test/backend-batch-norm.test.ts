@@ -10,28 +10,10 @@ import { loadBackend } from '../src/backend/load-backend';
 import { batchNormInfer, batchNormTrain, type BatchNormReducer } from '../src/backend/batch-norm';
 import { registerSegdistKernels, unregisterSegdistKernels } from '../src/backend/register-wasm-kernels';
 import { disableSimdLoops } from '../src/backend/wasm-simd';
-import { Rng } from '../src/util/rng';
+import { randomData, relativeError } from './helpers/compare';
 
 const TOLERANCE = 1e-4;
 const EPS = 1e-5;
-
-function randomData(size: number, seed: number, lo = -1, hi = 1): Float32Array {
-  const rng = new Rng(seed);
-  return Float32Array.from({ length: size }, () => rng.uniform(lo, hi));
-}
-
-/** max |a - b| / max |b|. */
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  assert.equal(actual.length, expected.length, 'result sizes differ');
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  assert.ok(maxRef > 0, 'reference is all zeros; the case tests nothing');
-  return maxDiff / maxRef;
-}
 
 function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
   const err = relativeError(actual, expected);

@@ -8,6 +8,7 @@ import { loadBackend } from '../src/backend/load-backend';
 import { registerWasmKernels, unregisterWasmKernels } from '../src/backend/register-wasm-kernels';
 import { setColumnBufferLimit } from '../src/backend/wasm-tensor-memory';
 import { Rng } from '../src/util/rng';
+import { relativeError } from './helpers/compare';
 
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
 type Shape4 = [number, number, number, number];
@@ -27,19 +28,6 @@ const TOLERANCE = 1e-4;
 function randomData(size: number, seed: number): Float32Array {
   const rng = new Rng(seed);
   return Float32Array.from({ length: size }, () => rng.uniform(-1, 1));
-}
-
-/** max |a - b| / max |b|, so values near zero do not dominate. */
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  assert.equal(actual.length, expected.length, 'result sizes differ');
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  assert.ok(maxRef > 0, 'reference gradient is all zeros; the case tests nothing');
-  return maxDiff / maxRef;
 }
 
 function assertClose(actual: Float32Array, expected: Float32Array, what: string): void {
