@@ -63,6 +63,11 @@ function pick<T>(table: Record<string, T>, kind: string, name: string): T {
   return table[name];
 }
 
+/** The backbone of `cfg` alone (weights not yet initialised). */
+export function buildBackbone(cfg: ModelConfig): Backbone {
+  return pick<(c: ModelConfig) => Backbone>(BACKBONES, 'backbone', cfg.backbone.type)(cfg);
+}
+
 /**
  * Assembles backbone + PSP head (+ FCN auxiliary head on stage 3) and draws every weight from `seed`
  * (a pure function of seed and parameter name; see Module.initialize).
@@ -74,7 +79,7 @@ export function buildModel(cfg: ModelConfig, numClasses: number, seed: number): 
   if (!NORM_TYPES.includes(cfg.norm)) {
     throw new Error(`Unknown norm type '${cfg.norm}'; valid: ${NORM_TYPES.join(', ')}`);
   }
-  const backbone = pick<(c: ModelConfig) => Backbone>(BACKBONES, 'backbone', cfg.backbone.type)(cfg);
+  const backbone = buildBackbone(cfg);
   const makeHead = pick<(c: ModelConfig, i: number, n: number) => DecodeHead>(HEADS, 'head', cfg.head.type);
   const decodeHead = makeHead(cfg, backbone.outChannels[3], numClasses);
   const auxiliaryHead = cfg.aux.enabled
