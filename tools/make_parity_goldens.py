@@ -216,6 +216,33 @@ MODEL_CASES = [
 ]
 
 
+def backbone_case(depth, stem, output_stride, seed, input):
+    """A backbone-only case of the ResNet matrix (depth x stem x output stride)."""
+    first = "backbone.conv1.weight" if stem == "v1b" else "backbone.stem.0.weight"
+    stem_bn = "backbone.bn1.bias" if stem == "v1b" else "backbone.stem.4.bias"
+    last = 2 if depth == 18 else 3  # the last 3x3 conv of a block: conv2 in BasicBlock, conv2 in Bottleneck
+    grads = [first, stem_bn, "backbone.layer1.0.conv1.weight", "backbone.layer2.0.downsample.%d.weight"
+             % (1 if stem == "v1d" else 0), "backbone.layer3.0.conv2.weight", "backbone.layer3.1.bn1.weight",
+             "backbone.layer4.0.conv1.weight", f"backbone.layer4.1.bn{last}.bias"]
+    name = f"resnet{depth}-{stem}-os{output_stride}"
+    return dict(name=name, seed=seed, model=resnet_psp(depth, stem, output_stride, False, False), num_classes=3,
+                backbone_only=True, variants=DILATION_VARIANTS, input=input, grads=grads)
+
+
+# The rest of the ResNet matrix (18/50 x V1b/V1c/V1d x OS 8/16; the three cases above are the others).
+MODEL_CASES += [
+    backbone_case(18, "v1b", 16, 401, (2, 3, 37, 29)),
+    backbone_case(18, "v1c", 8, 402, (2, 3, 29, 37)),
+    backbone_case(18, "v1c", 16, 403, (2, 3, 41, 33)),
+    backbone_case(18, "v1d", 16, 404, (2, 3, 35, 43)),
+    backbone_case(50, "v1b", 8, 435, (2, 3, 33, 27)),
+    backbone_case(50, "v1b", 16, 426, (2, 3, 49, 41)),
+    backbone_case(50, "v1c", 8, 417, (2, 3, 27, 35)),
+    backbone_case(50, "v1d", 8, 428, (2, 3, 31, 39)),
+    backbone_case(50, "v1d", 16, 419, (2, 3, 45, 53)),
+]
+
+
 def build(case, overrides):
     return build_reference(merge(case["model"], overrides), case["num_classes"], case.get("backbone_only", False))
 
