@@ -22,6 +22,10 @@ export interface ModelConfig {
      * (mmseg's contract_dilation, which its PSPNet configs set to true).
      */
     contract_dilation?: boolean;
+    /** mmseg's frozen_stages: -1 none, 0 the stem, n the stem and stages 1..n (default -1). */
+    frozen_stages?: number;
+    /** mmseg's norm_eval: every backbone BN uses its running statistics while training (default false). */
+    norm_eval?: boolean;
   };
   head: { type: 'psp'; channels: number; dropout: number; pool_scales: number[] };
   aux: { enabled: boolean; channels: number; weight: number; dropout: number };
