@@ -11,6 +11,7 @@ import { registerSegdistKernels, unregisterSegdistKernels } from '../src/backend
 import { buildModel, type ModelConfig } from '../src/models/build-model';
 import { crossEntropy } from '../src/train/cross-entropy';
 import { Rng } from '../src/util/rng';
+import { relativeError } from './helpers/compare';
 
 const TOLERANCE = 1e-4;
 const NUM_CLASSES = 4;
@@ -22,16 +23,6 @@ const CONFIG: ModelConfig = {
   head: { type: 'psp', channels: 8, dropout: 0.1, pool_scales: [1, 2, 3, 6] },
   aux: { enabled: true, channels: 4, weight: 0.4, dropout: 0.1 },
 };
-
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  return maxRef === 0 ? maxDiff : maxDiff / maxRef;
-}
 
 interface StepResult {
   loss: number;
