@@ -234,7 +234,8 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
         log.metrics({ kind: 'val', epoch: state.epoch, iteration: state.iteration, ...values, iou: Object.fromEntries(info.class_names.map((n, k) => [n, result.metrics.iou[k]])) });
         for (const [tag, v] of Object.entries(values)) tb.scalar(tag, v, state.iteration);
         info.class_names.forEach((n, k) => tb.scalar(`val/IoU/${n}`, result.metrics.iou[k], state.iteration));
-        for await (const first of data.val.batches(0)) {
+        // Only rank 0 writes TensorBoard, so only it renders the preview (a forward pass and a PNG).
+        for await (const first of lead ? data.val.batches(0) : []) {
           // The first validation batch (at most 4 images): the same images after every validation.
           const k = Math.min(first.n, 4);
           const pixels = first.h * first.w;
