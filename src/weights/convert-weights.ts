@@ -20,25 +20,28 @@ export function modelShapes(model: ModelState): Map<string, number[]> {
   return new Map([...model.namedParameters(), ...model.namedBuffers()].map(([name, v]) => [name, v.shape.slice()]));
 }
 
+/** auto: the scheme under which most tensors match (name and shape), the first in the table on a tie. */
+export function matchBestScheme(file: string, stored: ReadonlyMap<string, { shape: number[] }>, model: ReadonlyMap<string, number[]>): ImportReport {
+  const all = KEY_SCHEMES.map((s) => matchStateDict(file, stored, model, s, 'pytorch'));
+  const best = all.reduce((b, r) => (r.matched.length > b.matched.length ? r : b));
+  best.tried = all.map((r) => ({ scheme: r.scheme, matched: r.matched.length }));
+  return best;
+}
+
 export interface ConvertedWeights {
   report: ImportReport;
   /** The matched tensors only, segdist names and layout. */
   tensors: Map<string, NamedArray>;
 }
 
-/**
- * `scheme` is 'auto' or a KEY_SCHEMES name; it is not used for a segdist file. auto keeps the scheme
- * under which most tensors match (name and shape), the first in the table on a tie.
- */
+/** `scheme` is 'auto' or a KEY_SCHEMES name; it is not used for a segdist file. */
 export function convertWeights(file: string, model: ReadonlyMap<string, number[]>, scheme: string): ConvertedWeights {
   const { tensors: stored, metadata } = readSafetensorsRaw(file);
   let report: ImportReport;
   if (metadata.format === MODEL_FILE_FORMAT) {
     report = matchStateDict(file, stored, model, SEGDIST_NAMES, 'segdist');
   } else if (scheme === 'auto') {
-    const all = KEY_SCHEMES.map((s) => matchStateDict(file, stored, model, s, 'pytorch'));
-    report = all.reduce((best, r) => (r.matched.length > best.matched.length ? r : best));
-    report.tried = all.map((r) => ({ scheme: r.scheme, matched: r.matched.length }));
+    report = matchBestScheme(file, stored, model);
   } else {
     report = matchStateDict(file, stored, model, schemeNamed(scheme), 'pytorch');
   }

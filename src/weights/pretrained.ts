@@ -13,11 +13,16 @@ export interface LoadableModel {
   namedBuffers(): Array<[string, tf.Variable]>;
 }
 
+/** A ConfigError naming model.pretrained and the path when the file is not there. */
+export function checkPretrainedFile(file: string): void {
+  if (!fs.existsSync(file)) throw new ConfigError(`model.pretrained: ${file}: file not found`);
+}
+
 /** Loads cfg.pretrained into the model's variables; the caller logs the report. */
 export function loadPretrained(model: LoadableModel, cfg: Pick<ModelConfig, 'pretrained' | 'pretrained_scheme' | 'pretrained_strict'>): ImportReport {
   const file = cfg.pretrained;
   if (!file) throw new Error('loadPretrained: model.pretrained is not set');
-  if (!fs.existsSync(file)) throw new ConfigError(`model.pretrained: ${file}: file not found`);
+  checkPretrainedFile(file);
   const { report, tensors } = convertWeights(file, modelShapes(model), cfg.pretrained_scheme ?? 'auto');
   if (cfg.pretrained_strict) checkStrict(report, 'model.pretrained_strict');
   const own = new Map([...model.namedParameters(), ...model.namedBuffers()]);
