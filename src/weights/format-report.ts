@@ -1,9 +1,12 @@
 // The import report in words: one summary line for logs, then the keys in each category, as torch's
 // load_state_dict(strict=False) lists missing_keys and unexpected_keys.
 import { ConfigError } from '../config/config-error';
+import { stripWrapperPrefixes } from './key-schemes';
 import { isClean, type ImportReport } from './match-state-dict';
 
 const shape = (s: readonly number[]) => `[${s.join(', ')}]`;
+/** ` -> name` where the scheme renamed the key (not for a mere `module.` strip). */
+const renamed = (key: string, target: string | null) => (target !== null && target !== stripWrapperPrefixes(key) ? ` -> ${target}` : '');
 
 export function reportSummary(r: ImportReport): string {
   const how = r.layout === 'segdist' ? 'segdist weights' : `PyTorch weights, scheme ${r.scheme}` +
@@ -21,11 +24,11 @@ export function formatReport(r: ImportReport): string[] {
   }
   if (r.unexpected.length) {
     lines.push(`unexpected (in the file, not in the model; ignored):`);
-    for (const u of r.unexpected) lines.push(`  ${u.key}` + (u.target !== null && u.target !== u.key ? ` -> ${u.target}` : ''));
+    for (const u of r.unexpected) lines.push(`  ${u.key}${renamed(u.key, u.target)}`);
   }
   if (r.mismatched.length) {
     lines.push(`shape-mismatched (file vs model, ${r.layout === 'pytorch' ? 'PyTorch layout: conv weights OIHW' : 'segdist layout: conv weights HWIO'}; ignored):`);
-    for (const m of r.mismatched) lines.push(`  ${m.key}${m.target !== m.key ? ` -> ${m.target}` : ''}: ${shape(m.checkpoint)} vs ${shape(m.model)}`);
+    for (const m of r.mismatched) lines.push(`  ${m.key}${renamed(m.key, m.target)}: ${shape(m.checkpoint)} vs ${shape(m.model)}`);
   }
   return lines;
 }

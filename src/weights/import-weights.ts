@@ -42,8 +42,9 @@ export async function importWeights(opts: ImportOptions): Promise<ImportReport> 
 
   fs.mkdirSync(path.dirname(path.resolve(opts.out)), { recursive: true });
   writeFileAtomic(opts.out, encodeSafetensors(tensors, { format: MODEL_FILE_FORMAT, source: path.basename(opts.input), scheme: report.scheme }));
-  opts.log(`wrote ${tensors.size} tensors to ${opts.out}` + (report.missing.length
-    ? `; the ${report.missing.length} missing ones keep their seeded initialisation when it is loaded (model.pretrained=${opts.out})`
-    : `; load it with model.pretrained=${opts.out}`));
+  // Mismatched tensors are left out too: like the missing ones, they keep their init when loaded.
+  const left = report.missing.length + report.mismatched.length;
+  opts.log(`wrote ${tensors.size} tensors to ${opts.out}; load it with model.pretrained=${opts.out}` +
+    (left ? ` (the ${left} model tensors it lacks keep their seeded initialisation)` : ''));
   return report;
 }
