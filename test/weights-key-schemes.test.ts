@@ -145,3 +145,22 @@ test('dtypes widen to float32 exactly; a non-weight dtype is refused naming the 
   assert.deepEqual([...toFloat32(raw('F32', f32.subarray(1), [2]), 'x')], [2.5, -0.125]);
   assert.throws(() => toFloat32(raw('U8', Buffer.alloc(1), [1]), 'w.safetensors: mask'), /w\.safetensors: mask: dtype U8 cannot be imported/);
 });
+
+test('stem_channels widens the stem and stage 1\'s input; the network runs', () => {
+  for (const [stem, names] of [['v1c', ['stem.0', 'stem.3', 'stem.6']], ['v1b', ['conv1']]] as const) {
+    const cfg = resolveConfig({ overrides: [`model.backbone.stem=${stem}`, 'model.backbone.base_channels=4', 'model.backbone.stem_channels=12', 'model.head.channels=8'] });
+    const model = buildModel(cfg.model, 3, 0);
+    try {
+      const shapes = modelShapes(model);
+      const outs = names.map((n) => shapes.get(`backbone.${n}.weight`)![3]);
+      assert.deepEqual(outs, stem === 'v1c' ? [6, 6, 12] : [12]);
+      assert.deepEqual(shapes.get('backbone.layer1.0.conv1.weight'), [3, 3, 12, 4]);
+      assert.deepEqual(shapes.get('backbone.layer1.0.downsample.0.weight'), [1, 1, 12, 4]);
+      const y = tf.tidy(() => model.forward(tf.ones([1, 32, 32, 3]), { training: false, seed: 0 }).out);
+      assert.deepEqual(y.shape, [1, 32, 32, 3]);
+      y.dispose();
+    } finally {
+      model.dispose();
+    }
+  }
+});
