@@ -7,7 +7,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { readSafetensors } from '../src/checkpoint/safetensors';
+import { readSafetensors, readSafetensorsRaw } from '../src/checkpoint/safetensors';
+import { toFloat32 } from '../src/weights/tensor-values';
 import { ConfigError } from '../src/config/config-error';
 import { resolveConfig } from '../src/config/load-config';
 import { buildModel } from '../src/models/build-model';
@@ -143,6 +144,34 @@ test('the PyTorch parity golden (mmseg names, F16, OIHW) imports fully and repro
     const sub: number[] = [];
     for (let b = 0; b < n * ch; b++) for (let i = 0; i < h; i += s) for (let j = 0; j < w; j += s) sub.push(out.data[(b * h + i) * w + j]);
     assert.ok(relErr(sub, g.get('golden/plain/eval/out').data) < TOLERANCE);
+  } finally {
+    model.dispose();
+  }
+});
+
+test('a semseg PSPNet-50 checkpoint (module. keys, F16, I64 counters) imports by the semseg scheme and reproduces semseg\'s logits', () => {
+  // tools/make_weight_key_fixtures.py: semseg's PSPNet-50 at 1/16 width (deep stem 4, 4, 8), eval output from PyTorch.
+  const file = path.resolve(__dirname, '../../test/fixtures/weights/semseg-pspnet50-tiny.safetensors');
+  const cfg = resolveConfig({ overrides: [
+    'model.backbone.depth=50', 'model.backbone.stem=v1c', 'model.backbone.base_channels=4', 'model.backbone.stem_channels=8',
+    'model.backbone.contract_dilation=false', 'model.head.channels=32', 'model.aux.channels=16', 'model.head.dropout=0', 'model.aux.dropout=0',
+  ] });
+  const model = buildModel(cfg.model, 3, 0);
+  try {
+    const report = loadPretrained(model, { pretrained: file, pretrained_scheme: 'auto' });
+    assert.equal(report.scheme, 'semseg');
+    assert.deepEqual([report.missing, report.mismatched], [[], []]);
+    assert.deepEqual(report.unexpected.map((u) => u.key), ['golden.input', 'golden.out']);
+    assert.equal(report.numBatchesTracked, model.namedBuffers().length / 2);
+    const stored = readSafetensorsRaw(file).tensors;
+    const golden = (k: string) => ({ shape: stored.get(k)!.shape, data: toFloat32(stored.get(k)!, k) });
+    const input = golden('golden.input');
+    const x = nchwToNhwc(input.data, input.shape);
+    const logits = tf.tidy(() => model.forward(tf.tensor4d(x.data, x.shape as [number, number, number, number]), { training: false, seed: 0 }).out);
+    const out = nhwcToNchw(logits.dataSync() as Float32Array, logits.shape);
+    logits.dispose();
+    assert.deepEqual(out.shape, golden('golden.out').shape);
+    assert.ok(relErr(out.data, golden('golden.out').data) < TOLERANCE);
   } finally {
     model.dispose();
   }
