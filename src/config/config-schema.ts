@@ -89,7 +89,7 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
       weight: num(0.4, 'Weight of its loss in the total loss.', { min: 0 }),
       dropout: num(0.1, 'Channel dropout before its classifier.', { min: 0, max: 0.99 }),
     }),
-    pretrained: str(null, 'Weights to start training from: a file written by `segdist weights import`, a checkpoint\'s model.safetensors, or a PyTorch state_dict saved as safetensors (converted on load). Tensors it lacks keep their seeded init; --resume takes precedence. See docs/weights.md.', { nullable: true }),
+    pretrained: str(null, 'Weights to start training from (a path relative to the current directory): a file written by `segdist weights import`, a checkpoint\'s model.safetensors, or a PyTorch state_dict saved as safetensors (converted on load). Tensors it lacks keep their seeded init; --resume takes precedence. See docs/weights.md.', { nullable: true }),
     pretrained_scheme: str('auto', 'Key scheme of a PyTorch model.pretrained file: auto picks the one under which most tensors match.', { choices: SCHEME_CHOICES }),
     pretrained_strict: bool(false, 'Refuse a model.pretrained file (or `segdist weights import`) unless every tensor matches: no missing, unexpected or shape-mismatched keys.'),
   }),
