@@ -51,15 +51,17 @@ test('summarizeModel: shapes of a real eval forward, the aux head included, coun
   }
 });
 
-test('segdist model summary: the table and totals of the configured model, frozen first stage counted out', async () => {
-  const stages = 'schedule.stages=[{name: head, epochs: 1, frozen: [backbone, decode_head.psp_modules]}, {name: all}]';
-  const r = await runCli(['model', 'summary', '--input-size', '32,32', '--depth', '2', ...OVERRIDES, stages]);
+test('segdist model summary: the table and totals of the configured model, frozen_stages and the first stage counted out', async () => {
+  // frozen_stages 1 freezes the stem and layer1 in every stage; the first stage adds the pyramid.
+  const frozenHere = ['model.backbone.frozen_stages=1', 'schedule.stages=[{name: head, epochs: 1, frozen: [decode_head.psp_modules]}, {name: all}]'];
+  const r = await runCli(['model', 'summary', '--input-size', '32,32', '--depth', '2', ...OVERRIDES, ...frozenHere]);
   assert.equal(r.code, 0, r.stderr);
   const cfg = resolveConfig({ overrides: OVERRIDES });
   const model = buildModel(cfg.model, cfg.data.num_classes, cfg.seed, { initialize: false });
   try {
     const total = model.numParameters();
-    const frozen = model.backbone.numParameters() + sizeOf(model.namedParameters().filter(([n]) => n.startsWith('decode_head.psp_modules.')));
+    const frozen = sizeOf(model.namedParameters().filter(([n]) => /^(backbone\.(conv1|bn1|layer1)|decode_head\.psp_modules)\./.test(n)));
+    assert.ok(frozen > 0 && frozen < model.backbone.numParameters());
     const fmt = (n: number) => n.toLocaleString('en-US');
     assert.match(r.stdout, /^EncoderDecoder +\[1, 32, 32, 3\] +[\d,]+$/m);
     assert.match(r.stdout, /^ {4}backbone\.layer4 \(Sequential\) +\[1, 4, 4, 32\] +[\d,]+$/m);

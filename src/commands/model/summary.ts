@@ -10,7 +10,7 @@ export default class ModelSummary extends BaseCommand {
     'Builds the model of the config, runs one image of --input-size (default data.train.crop_size) through it in eval mode and ' +
     'prints, per module down to --depth, its name (the parameter-name prefix that optimizer.param_groups and schedule.stages[].frozen ' +
     'match), type, output shape (NHWC) and parameter count, then total, trainable and non-trainable parameters and buffer elements. ' +
-    'Parameters frozen in the first training stage (schedule.stages[0].frozen) count as not trainable. The auxiliary head, which ' +
+    'Parameters frozen in the first training stage (schedule.stages[0].frozen, and model.backbone.frozen_stages) count as not trainable. The auxiliary head, which ' +
     'runs only in training, is run on the backbone\'s features to show its shape. Trailing key.path=value arguments override config keys.';
   static override examples = [
     '<%= config.bin %> model summary',
