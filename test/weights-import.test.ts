@@ -11,7 +11,7 @@ import { readSafetensors, readSafetensorsRaw } from '../src/checkpoint/safetenso
 import { toFloat32 } from '../src/weights/tensor-values';
 import { ConfigError } from '../src/config/config-error';
 import { resolveConfig } from '../src/config/load-config';
-import { buildModel } from '../src/models/build-model';
+import { buildModel, type ModelConfig } from '../src/models/build-model';
 import type { EncoderDecoder } from '../src/models/encoder-decoder';
 import { convertWeights, modelShapes } from '../src/weights/convert-weights';
 import { loadPretrained } from '../src/weights/pretrained';
@@ -118,13 +118,9 @@ test('a missing input file and a file matching nothing are config errors naming 
 test('the PyTorch parity golden (mmseg names, F16, OIHW) imports fully and reproduces PyTorch\'s logits', () => {
   const name = 'model-pspnet-r50-v1c-os16.safetensors';
   const g = readGoldens(name);
-  const c = g.meta<{ depth: 50; stem: 'v1c'; output_stride: 16; base_channels: number; head_channels: number; num_classes: number; align_corners: boolean; pool_scales: number[] }>('config');
-  const model = buildModel({
-    norm: 'bn', align_corners: c.align_corners,
-    backbone: { type: 'resnet', depth: c.depth, stem: c.stem, output_stride: c.output_stride, base_channels: c.base_channels, contract_dilation: false },
-    head: { type: 'psp', channels: c.head_channels, dropout: 0, pool_scales: c.pool_scales },
-    aux: { enabled: false, channels: 8, weight: 0.4, dropout: 0 },
-  }, c.num_classes, 0);
+  // The golden's own model config, in its 'plain' variant (every dilated block fully dilated).
+  const modelCfg = g.meta<ModelConfig>('model');
+  const model = buildModel({ ...modelCfg, backbone: { ...modelCfg.backbone, contract_dilation: false } }, Number(g.metadata.num_classes), 0);
   try {
     const report = loadPretrained(model, { pretrained: path.join(PARITY_DIR, name), pretrained_scheme: 'auto' });
     assert.equal(report.scheme, 'mmseg');
