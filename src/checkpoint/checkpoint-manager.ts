@@ -14,6 +14,8 @@ export interface CheckpointContent {
 }
 
 const MODEL_FILE = 'model.safetensors';
+/** __metadata__.format of a model file: PyTorch/mmseg names, tfjs layouts (conv weights HWIO). */
+export const MODEL_FILE_FORMAT = 'pt-names-hwio';
 const OPTIMIZER_FILE = 'optimizer.safetensors';
 const STATE_FILE = 'state.json';
 const BEST = 'best';
@@ -34,7 +36,7 @@ export class CheckpointManager {
     const tmp = path.join(this.dir, `${TMP_PREFIX}${name}-${process.pid}`);
     fs.rmSync(tmp, { recursive: true, force: true });
     fs.mkdirSync(tmp);
-    writeFileDurable(path.join(tmp, MODEL_FILE), encodeSafetensors(content.model, { format: 'pt-names-hwio' }));
+    writeFileDurable(path.join(tmp, MODEL_FILE), encodeSafetensors(content.model, { format: MODEL_FILE_FORMAT }));
     writeFileDurable(path.join(tmp, OPTIMIZER_FILE), encodeSafetensors(content.optimizer));
     writeFileDurable(path.join(tmp, STATE_FILE), JSON.stringify(content.state, null, 2) + '\n');
     fsyncDir(tmp);

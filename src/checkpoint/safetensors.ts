@@ -47,7 +47,23 @@ export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Re
   return out;
 }
 
-export function decodeSafetensors(buf: Buffer, source: string): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
+/** Bytes per element of every safetensors dtype, so a file's header can be checked whatever it holds. */
+const ELEMENT_BYTES: Record<string, number> = {
+  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8,
+};
+
+/** One tensor of a file as stored: its dtype, shape and a view of its little-endian bytes. */
+export interface RawTensor {
+  dtype: string;
+  shape: number[];
+  bytes: Buffer;
+}
+
+/**
+ * Parses the header and checks every entry against the file, without converting any data. Readers
+ * that accept more dtypes than segdist's own files hold (PyTorch's F16, BF16, I64 ...) start here.
+ */
+export function decodeSafetensorsRaw(buf: Buffer, source: string): { tensors: Map<string, RawTensor>; metadata: Record<string, string> } {
   const bad = (why: string) => new Error(`${source}: not a valid safetensors file: ${why}`);
   if (buf.length < 8) throw bad(`${buf.length} bytes is too short for a header`);
   const headerLen = Number(buf.readBigUInt64LE(0));
@@ -59,7 +75,7 @@ export function decodeSafetensors(buf: Buffer, source: string): { tensors: Map<s
     throw bad(`header is not JSON (${(e as Error).message})`);
   }
   const dataStart = 8 + headerLen;
-  const tensors = new Map<string, NamedArray>();
+  const tensors = new Map<string, RawTensor>();
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {
     if (name === '__metadata__') {
@@ -67,28 +83,44 @@ export function decodeSafetensors(buf: Buffer, source: string): { tensors: Map<s
       continue;
     }
     const e = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
-    if (!(e.dtype in CTORS)) throw bad(`tensor ${name} has dtype ${e.dtype}; segdist reads F32, F64 and I32`);
-    const dtype = e.dtype as DType;
+    const size = ELEMENT_BYTES[e.dtype];
+    if (size === undefined) throw bad(`tensor ${name} has unknown dtype ${e.dtype}`);
     const [begin, end] = e.data_offsets;
     const count = e.shape.reduce((a, b) => a * b, 1);
-    if (end - begin !== count * BYTES[dtype] || dataStart + end > buf.length) {
+    if (end - begin !== count * size || dataStart + end > buf.length) {
       throw bad(`tensor ${name} has offsets [${begin}, ${end}] that do not fit its shape [${e.shape}] or the file (truncated?)`);
     }
-    // Copy out: the file's data need not be aligned for a typed-array view.
-    const bytes = buf.subarray(dataStart + begin, dataStart + end);
-    const data = new CTORS[dtype](count);
-    Buffer.from(data.buffer).set(bytes);
-    tensors.set(name, { dtype, shape: e.shape, data });
+    tensors.set(name, { dtype: e.dtype, shape: e.shape, bytes: buf.subarray(dataStart + begin, dataStart + end) });
   }
   return { tensors, metadata };
 }
 
+export function decodeSafetensors(buf: Buffer, source: string): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
+  const raw = decodeSafetensorsRaw(buf, source);
+  const tensors = new Map<string, NamedArray>();
+  for (const [name, t] of raw.tensors) {
+    if (!(t.dtype in CTORS)) throw new Error(`${source}: not a valid safetensors file: tensor ${name} has dtype ${t.dtype}; segdist reads F32, F64 and I32`);
+    const dtype = t.dtype as DType;
+    // Copy out: the file's data need not be aligned for a typed-array view.
+    const data = new CTORS[dtype](t.bytes.length / BYTES[dtype]);
+    Buffer.from(data.buffer).set(t.bytes);
+    tensors.set(name, { dtype, shape: t.shape, data });
+  }
+  return { tensors, metadata: raw.metadata };
+}
+
 export function readSafetensors(file: string): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
-  let buf: Buffer;
+  return decodeSafetensors(readFileOrExplain(file), file);
+}
+
+export function readSafetensorsRaw(file: string): { tensors: Map<string, RawTensor>; metadata: Record<string, string> } {
+  return decodeSafetensorsRaw(readFileOrExplain(file), file);
+}
+
+function readFileOrExplain(file: string): Buffer {
   try {
-    buf = fs.readFileSync(file);
+    return fs.readFileSync(file);
   } catch (e) {
     throw new Error(`${file}: cannot read: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (e as Error).message}`);
   }
-  return decodeSafetensors(buf, file);
 }

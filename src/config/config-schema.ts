@@ -3,6 +3,7 @@
 import { ConfigError } from './config-error';
 import { BACKBONE_TYPES, HEAD_TYPES, RESNET_DEPTHS } from '../models/build-model';
 import { bool, int, list, num, section, str, SchemaNode } from './schema';
+import { SCHEME_CHOICES } from '../weights/key-schemes';
 import { checkTransforms, DEFAULT_TRAIN_TRANSFORMS, DEFAULT_VAL_TRANSFORMS, TRANSFORM_OPS, TransformSpecError } from '../data/augment-spec';
 
 export const DATA_FORMATS = ['folder', 'list', 'voc', 'ade20k', 'cityscapes'] as const;
@@ -74,6 +75,7 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
       frozen_stages: int(-1, 'Backbone stages that never train, as mmseg\'s frozen_stages: -1 none, 0 the stem, n the stem and stages 1..n (their BNs use running statistics). Applies in every stage of schedule.stages.', { min: -1, max: 4 }),
       norm_eval: bool(false, 'Every backbone batch-norm uses its running statistics while training (mmseg\'s norm_eval; for small batches on pretrained weights).'),
       base_channels: int(8, 'Width of the first stage; every stage scales with it. 64 is the standard network; the default 8 trains in minutes on a CPU.', { min: 1 }),
+      stem_channels: int(null, 'Output width of the stem, the input of stage 1 (mmseg\'s stem_channels; the v1c/v1d deep stem is half, half, this). null: base_channels. hszhao/semseg\'s PSPNet ResNets use 128 with base 64.', { min: 2, nullable: true }),
     }),
     head: section('Decode head.', {
       type: str('psp', 'Decode head type.', { choices: HEAD_TYPES }),
@@ -87,6 +89,9 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
       weight: num(0.4, 'Weight of its loss in the total loss.', { min: 0 }),
       dropout: num(0.1, 'Channel dropout before its classifier.', { min: 0, max: 0.99 }),
     }),
+    pretrained: str(null, 'Weights to start training from (a path relative to the current directory): a file written by `segdist weights import`, a checkpoint\'s model.safetensors, or a PyTorch state_dict saved as safetensors (converted on load). Tensors it lacks keep their seeded init; --resume takes precedence. See docs/weights.md.', { nullable: true }),
+    pretrained_scheme: str('auto', 'Key scheme of a PyTorch model.pretrained file: auto picks the one under which most tensors match.', { choices: SCHEME_CHOICES }),
+    pretrained_strict: bool(false, 'Refuse a model.pretrained file (or `segdist weights import`) unless every tensor matches: no missing, unexpected or shape-mismatched keys.'),
   }),
   data: section('Dataset and augmentation.', {
     format: str('folder',

@@ -26,9 +26,15 @@ export interface ModelConfig {
     frozen_stages?: number;
     /** mmseg's norm_eval: every backbone BN uses its running statistics while training (default false). */
     norm_eval?: boolean;
+    /** Optional, default null: the stem's output width (mmseg stem_channels); null = base_channels. */
+    stem_channels?: number | null;
   };
   head: { type: 'psp'; channels: number; dropout: number; pool_scales: number[] };
   aux: { enabled: boolean; channels: number; weight: number; dropout: number };
+  /** Weights a training run starts from (src/weights/pretrained.ts); optional, default none. */
+  pretrained?: string | null;
+  pretrained_scheme?: string;
+  pretrained_strict?: boolean;
 }
 
 const BACKBONES = {
@@ -37,6 +43,7 @@ const BACKBONES = {
     stem: cfg.backbone.stem,
     outputStride: cfg.backbone.output_stride,
     baseChannels: cfg.backbone.base_channels,
+    stemChannels: cfg.backbone.stem_channels ?? undefined,
     contractDilation: cfg.backbone.contract_dilation ?? false,
     syncBN: cfg.norm === 'syncbn',
   }),
@@ -74,9 +81,11 @@ export function buildBackbone(cfg: ModelConfig): Backbone {
 
 /**
  * Assembles backbone + PSP head (+ FCN auxiliary head on stage 3) and draws every weight from `seed`
- * (a pure function of seed and parameter name; see Module.initialize).
+ * (a pure function of seed and parameter name; see Module.initialize). initialize: false leaves the
+ * variables at zero, for callers that need only names and shapes (drawing a ResNet-50's weights
+ * takes seconds).
  */
-export function buildModel(cfg: ModelConfig, numClasses: number, seed: number): EncoderDecoder {
+export function buildModel(cfg: ModelConfig, numClasses: number, seed: number, opts: { initialize?: boolean } = {}): EncoderDecoder {
   if (!Number.isInteger(numClasses) || numClasses < 1) {
     throw new Error(`Error in buildModel: num_classes must be a positive integer, got ${numClasses}`);
   }
@@ -98,6 +107,6 @@ export function buildModel(cfg: ModelConfig, numClasses: number, seed: number): 
     })
     : undefined;
   const model = new EncoderDecoder({ backbone, decodeHead, auxiliaryHead, alignCorners: cfg.align_corners });
-  model.initialize(seed);
+  if (opts.initialize !== false) model.initialize(seed);
   return model;
 }

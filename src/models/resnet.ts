@@ -54,6 +54,11 @@ export interface ResNetOptions {
   outputStride?: OutputStride;
   /** Width of stage 1's 3x3 convs and of the stem; mmseg's 64. */
   baseChannels?: number;
+  /**
+   * Output width of the stem, which stage 1 takes as input (mmseg's stem_channels; the deep stem is
+   * half, half, this). Default baseChannels; hszhao's semseg ResNets use 128 with base 64.
+   */
+  stemChannels?: number;
   inChannels?: number;
   syncBN?: boolean;
   /** First block of a dilated stage at half the stage's dilation (mmseg contract_dilation). */
@@ -91,6 +96,8 @@ export class ResNet extends Module {
     }
     const base = opts.baseChannels ?? 64;
     if (!Number.isInteger(base) || base < 2) throw new Error(`Error in ResNet: bad base_channels ${base}`);
+    const stemOut = opts.stemChannels ?? base;
+    if (!Number.isInteger(stemOut) || stemOut < 2) throw new Error(`Error in ResNet: bad stem_channels ${stemOut}`);
     const inChannels = opts.inChannels ?? 3;
     const syncBN = opts.syncBN ?? false;
     const zeroInitResidual = opts.zeroInitResidual ?? false;
@@ -101,22 +108,22 @@ export class ResNet extends Module {
     // for v1c/v1d they form the Sequential `stem`.
     const bn = (c: number) => new BatchNorm2d(c, { sync: syncBN });
     if (stemType === 'v1b') {
-      const conv1 = this.registerModule('conv1', new Conv2d(inChannels, base, 7, { stride: 2, padding: 3, bias: false }));
-      const bn1 = this.registerModule('bn1', bn(base));
+      const conv1 = this.registerModule('conv1', new Conv2d(inChannels, stemOut, 7, { stride: 2, padding: 3, bias: false }));
+      const bn1 = this.registerModule('bn1', bn(stemOut));
       this.stemLayers = [conv1, bn1, new ReLU()];
     } else {
-      const half = Math.floor(base / 2);
+      const half = Math.floor(stemOut / 2);
       this.stemLayers = [this.registerModule('stem', new Sequential([
         new Conv2d(inChannels, half, 3, { stride: 2, padding: 1, bias: false }), bn(half), new ReLU(),
         new Conv2d(half, half, 3, { padding: 1, bias: false }), bn(half), new ReLU(),
-        new Conv2d(half, base, 3, { padding: 1, bias: false }), bn(base), new ReLU(),
+        new Conv2d(half, stemOut, 3, { padding: 1, bias: false }), bn(stemOut), new ReLU(),
       ]))];
     }
     this.maxpool = new MaxPool2d(3, 2, 1);
 
     const avgDown = stemType === 'v1d';
     const block = arch.block;
-    let inplanes = base;
+    let inplanes = stemOut;
     this.layers = [];
     const outChannels: number[] = [];
     for (let i = 0; i < 4; i++) {

@@ -28,6 +28,8 @@ import { isImprovement, parseMonitor } from './monitor';
 import { frozenStagePatterns, groupName, isFrozen, paramSettings, Stage, StagePlan } from './stage-plan';
 import { BatchNorm2d } from '../models/batch-norm';
 import { previewGrid } from './val-preview';
+import { checkPretrainedFile, loadPretrained } from '../weights/pretrained';
+import { formatReport } from '../weights/format-report';
 import { NullSummaryWriter, SummaryWriter, SummaryWriterLike } from '../tensorboard/summary-writer';
 
 export interface TrainOptions {
@@ -64,6 +66,8 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
   const lead = group.rank === 0;
   const log = opts.logger ?? (lead ? new ConsoleRunLogger(workDir) : new RankRunLogger(group.rank));
   if (group.worldSize > 1) log.info(`trainer ${group.rank} of ${group.worldSize} joined; ranks other than 0 log nothing but warnings`);
+  // A missing weights file is reported before any data work (only rank 0 reads it).
+  if (lead && cfg.model.pretrained && !opts.resume) checkPretrainedFile(cfg.model.pretrained);
   const backend = await loadBackend(cfg.backend, (m) => log.info(m));
   // One trainer generates a missing synthetic dataset; the others would race it to the same folder.
   if (lead) await ensureDataset(cfg, (m) => log.info(m));
@@ -112,6 +116,13 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
       log.warn(`${resumeFrom} was written by ${ckpt.state.world_size} trainer(s), this job has ${group.worldSize}: continuing at epoch ${state.epoch}, batch ${state.epoch_iteration} of ${itersPerEpoch}`);
     }
     log.info(`resumed from ${resumeFrom} at epoch ${state.epoch}, iteration ${state.iteration}`);
+    if (cfg.model.pretrained) log.info(`model.pretrained (${cfg.model.pretrained}) not loaded: the resumed checkpoint's weights take precedence`);
+  } else if (lead && cfg.model.pretrained) {
+    // Before the broadcast below, so every trainer starts from the same imported weights.
+    const report = loadPretrained(model, cfg.model);
+    const [summary, ...details] = formatReport(report);
+    log.info(`model.pretrained: ${summary}`);
+    for (const line of details) log.info(line);
   }
   state = await group.broadcastJson('state', state);
   await group.broadcastVariables('weights', [...model.namedParameters(), ...model.namedBuffers(), ...optimizer.stateVariables()].map(([, v]) => v));
