@@ -25,6 +25,10 @@ export interface ModelConfig {
      * (mmseg's contract_dilation, which its PSPNet configs set to true).
      */
     contract_dilation?: boolean;
+    /** mmseg's frozen_stages: -1 none, 0 the stem, n the stem and stages 1..n (default -1). */
+    frozen_stages?: number;
+    /** mmseg's norm_eval: every backbone BN uses its running statistics while training (default false). */
+    norm_eval?: boolean;
     /** pyconvresnet only, optional: groups of each stage's pyramid levels (default iduta's). */
     pyconv_groups?: number[][];
   };
@@ -105,6 +109,16 @@ function pick<T>(table: Record<string, T>, kind: string, name: string): T {
   return table[name];
 }
 
+/** The backbone of `cfg` alone (weights not yet initialised). */
+export function buildBackbone(cfg: ModelConfig): Backbone {
+  const make = pick<(c: ModelConfig) => Backbone>(BACKBONES, 'backbone', cfg.backbone.type);
+  const depths = BACKBONE_DEPTHS[cfg.backbone.type];
+  if (!depths.includes(cfg.backbone.depth)) {
+    throw new Error(`model.backbone.depth: ${cfg.backbone.depth} is not a depth of ${cfg.backbone.type}; valid: ${depths.join(', ')}`);
+  }
+  return make(cfg);
+}
+
 /**
  * Assembles backbone + decode head (+ FCN auxiliary head on stage 3) and draws every weight from `seed`
  * (a pure function of seed and parameter name; see Module.initialize).
@@ -116,12 +130,7 @@ export function buildModel(cfg: ModelConfig, numClasses: number, seed: number): 
   if (!NORM_TYPES.includes(cfg.norm)) {
     throw new Error(`Unknown norm type '${cfg.norm}'; valid: ${NORM_TYPES.join(', ')}`);
   }
-  const makeBackbone = pick<(c: ModelConfig) => Backbone>(BACKBONES, 'backbone', cfg.backbone.type);
-  const depths = BACKBONE_DEPTHS[cfg.backbone.type];
-  if (!depths.includes(cfg.backbone.depth)) {
-    throw new Error(`model.backbone.depth: ${cfg.backbone.depth} is not a depth of ${cfg.backbone.type}; valid: ${depths.join(', ')}`);
-  }
-  const backbone = makeBackbone(cfg);
+  const backbone = buildBackbone(cfg);
   const makeHead = pick<(c: ModelConfig, i: number, n: number) => DecodeHead>(HEADS, 'head', cfg.head.type);
   const decodeHead = makeHead(cfg, backbone.outChannels[3], numClasses);
   const auxiliaryHead = cfg.aux.enabled

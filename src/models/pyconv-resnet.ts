@@ -92,6 +92,7 @@ function pyconvLevelsOrNull(planes: number, groups: readonly number[]): { channe
 export class PyConvResNet extends Module {
   /** Channels of the four stage outputs. */
   readonly outChannels: [number, number, number, number];
+  readonly stageModules: readonly (readonly string[])[] = [['conv1', 'bn1'], ['layer1'], ['layer2'], ['layer3'], ['layer4']];
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
   private readonly layers: Sequential[];
