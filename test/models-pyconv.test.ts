@@ -157,6 +157,9 @@ describe('PyConvResNet structure (iduta names, relative to backbone.)', () => {
     assert.deepEqual(p.get('layer1.0.downsample.1.weight'), [1, 1, 64, 256]);
     assert.ok(p.has('layer4.0.downsample.2.bias'));
     assert.ok(![...p.keys()].some((k) => k.includes('downsample.0') || k.startsWith('layer2.1.downsample')));
+    // frozen_stages freezes by these child names: the stem and the four stages
+    const children = net.namedChildren().map(([n]) => n);
+    assert.deepEqual(net.stageModules.flat(), children);
     net.dispose();
   });
 
@@ -365,7 +368,11 @@ describe('PyConvSegNet config errors', () => {
     assert.throws(() => resolveConfig({ overrides: [...ok, 'model.backbone.pyconv_groups=[[1,4,8,16],[1,4],[1,4],[1]]'] }),
       /model\.backbone\.pyconv_groups: stage 2 has 3 pyramid level\(s\), got groups \[1,4\]/);
     assert.throws(() => buildModel({ ...config(), head: { ...config().head, pyconv_groups: [1, 4, 8, 16] } }, 3, 0),
-      /Error in PyConvHead: pyconv_groups \[1,4,8,16\] must be 4 groups dividing/);
+      /Error in PyConvHead: pyconv_groups \[1,4,8,16\] must be 4 groups dividing each pyramid level's channels: the local branch's levels have 32 \(backbone width 512 \/ 16\), the global branch's 8/);
+    // the head's groups are checked against the widths at config time too: base 16 -> width 512
+    assert.throws(() => resolveConfig({ overrides: [...ok, 'model.head.channels=8'] }),
+      /model\.head\.pyconv_groups: \[1,4,8,16\] must be 4 groups .* the global branch's 4 \(2 x head channels 8 \/ 4\)/);
+    assert.equal(resolveConfig({ overrides: [...ok, 'model.head.channels=32'] }).model.head.channels, 32);
   });
 
   test('unknown types list the valid ones', () => {

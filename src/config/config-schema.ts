@@ -1,7 +1,9 @@
 // Every key segdist understands, with its default and a line of documentation. The README's config
 // reference is generated from this tree (`segdist config show --reference`), so it cannot drift.
 import { ConfigError } from './config-error';
-import { BACKBONE_DEPTHS, BACKBONE_TYPES, HEAD_TYPES, PYCONV_GROUPS, PYCONV_HEAD_GROUPS } from '../models/build-model';
+import {
+  BACKBONE_DEPTHS, BACKBONE_OUT_CHANNELS, BACKBONE_TYPES, HEAD_TYPES, PYCONV_GROUPS, PYCONV_HEAD_GROUPS, pyconvHeadGroupsProblem,
+} from '../models/build-model';
 import { pyconvGroupsProblem } from '../models/pyconv-resnet';
 import { bool, int, list, num, section, str, SchemaNode } from './schema';
 import { checkTransforms, DEFAULT_TRAIN_TRANSFORMS, DEFAULT_VAL_TRANSFORMS, TRANSFORM_OPS, TransformSpecError } from '../data/augment-spec';
@@ -39,6 +41,13 @@ function checkModel(model: Record<string, unknown>, at: string): void {
   const depths = BACKBONE_DEPTHS[type];
   if (backbone.depth !== undefined && !depths.includes(backbone.depth as number)) {
     throw new ConfigError(`${at}.backbone.depth: ${String(backbone.depth)} is not a depth of ${type}; valid: ${depths.join(', ')}`);
+  }
+  const head = model.head as Record<string, unknown> | undefined;
+  if (head?.type === 'pyconvseg' && head.pyconv_groups !== undefined && head.channels !== undefined &&
+      backbone.depth !== undefined && backbone.base_channels !== undefined) {
+    const width = BACKBONE_OUT_CHANNELS[type](backbone as { depth: number; base_channels: number });
+    const problem = pyconvHeadGroupsProblem(width, head.channels as number, head.pyconv_groups as number[]);
+    if (problem !== null) throw new ConfigError(`${at}.head.pyconv_groups: ${problem}`);
   }
   if (type !== 'pyconvresnet') return;
   if (backbone.stem !== undefined && backbone.stem !== 'v1b') {

@@ -5,7 +5,7 @@
 import { ResNet, RESNET_DEPTHS, RESNET_STEMS, type ResNetDepth, type ResNetStem } from './resnet';
 import { PyConvResNet, PYCONV_RESNET_DEPTHS, PYCONV_GROUPS, type PyConvResNetDepth } from './pyconv-resnet';
 import { PSPHead } from './psp-head';
-import { PyConvHead, PYCONV_HEAD_GROUPS } from './pyconv-head';
+import { PyConvHead, PYCONV_HEAD_GROUPS, pyconvHeadGroupsProblem } from './pyconv-head';
 import { FCNHead } from './fcn-head';
 import { EncoderDecoder, type Backbone } from './encoder-decoder';
 import type { DecodeHead } from './decode-head';
@@ -94,7 +94,16 @@ const HEADS = {
 export const BACKBONE_TYPES: readonly string[] = Object.keys(BACKBONES);
 export const HEAD_TYPES: readonly string[] = Object.keys(HEADS);
 export const NORM_TYPES: readonly string[] = ['bn', 'syncbn'];
-export { RESNET_DEPTHS, RESNET_STEMS, PYCONV_GROUPS, PYCONV_HEAD_GROUPS };
+export { RESNET_DEPTHS, RESNET_STEMS, PYCONV_GROUPS, PYCONV_HEAD_GROUPS, pyconvHeadGroupsProblem };
+
+/**
+ * Width of each backbone type's last stage, from its config section, so config validation can check a
+ * head against it before anything is built.
+ */
+export const BACKBONE_OUT_CHANNELS: Readonly<Record<keyof typeof BACKBONES, (b: { depth: number; base_channels: number }) => number>> = {
+  resnet: (b) => b.base_channels * 8 * (b.depth >= 50 ? 4 : 1),
+  pyconvresnet: (b) => b.base_channels * 32,
+};
 
 /** The depths each backbone type is built in; config validation checks model.backbone.depth against it. */
 export const BACKBONE_DEPTHS: Readonly<Record<keyof typeof BACKBONES, readonly number[]>> = {

@@ -19,6 +19,22 @@ import { MergeLocalGlobal } from './pyconv-merge-context';
 /** iduta's groups of the head's four pyramid levels (kernels 3, 5, 7, 9). */
 export const PYCONV_HEAD_GROUPS: readonly number[] = [1, 4, 8, 16];
 
+/**
+ * Why `groups` cannot build the head on a backbone `inChannels` wide with `channels`, or null when it
+ * can: each group count must divide its level's width in both branches (the local branch's levels are
+ * inChannels / 16 wide, the global branch's 2 * channels / 4).
+ */
+export function pyconvHeadGroupsProblem(inChannels: number, channels: number, groups: readonly number[]): string | null {
+  const local = inChannels / 16;
+  const global = channels / 2;
+  const divides = (g: number, w: number) => Number.isInteger(w) && w % g === 0;
+  if (groups.length === 4 && groups.every((g) => Number.isInteger(g) && g >= 1 && divides(g, local) && divides(g, global))) {
+    return null;
+  }
+  return `[${groups}] must be 4 groups dividing each pyramid level's channels: the local branch's levels have ` +
+    `${local} (backbone width ${inChannels} / 16), the global branch's ${global} (2 x head channels ${channels} / 4)`;
+}
+
 export interface PyConvHeadOptions extends DecodeHeadOptions {
   /** Grid of the global branch's adaptive pooling; iduta's 9. */
   bins?: number;
@@ -35,14 +51,8 @@ export class PyConvHead extends DecodeHead {
     super(opts);
     const groups = opts.groups ?? PYCONV_HEAD_GROUPS;
     const branch = 2 * opts.channels;
-    const mid = opts.inChannels / 4;
-    const fits = (w: number) => w % 4 === 0 && groups.length === 4 &&
-      groups.every((g) => Number.isInteger(g) && g >= 1 && (w / 4) % g === 0);
-    if (!fits(mid) || !fits(branch)) {
-      throw new Error(`Error in PyConvHead: pyconv_groups [${groups}] must be 4 groups dividing each pyramid ` +
-        `level's channels: the local branch's levels have ${mid / 4} (backbone width ${opts.inChannels} / 16), the ` +
-        `global branch's ${branch / 4} (2 x head channels ${opts.channels} / 4)`);
-    }
+    const problem = pyconvHeadGroupsProblem(opts.inChannels, opts.channels, groups);
+    if (problem !== null) throw new Error(`Error in PyConvHead: pyconv_groups ${problem}`);
     this.local_context = this.registerModule('local_context', new LocalPyConvBlock({
       inChannels: opts.inChannels, outChannels: branch, groups, syncBN: opts.syncBN,
     }));
