@@ -12,6 +12,7 @@ import { ReLU } from './relu';
 import { AdaptiveAvgPool2d } from './adaptive-avg-pool';
 import { PyConv, pyconvLevels } from './pyconv';
 import { Sequential } from './sequential';
+import { forwardConvBnReluChain } from './conv-bn-relu-chain';
 import { resizeBilinear } from './resize';
 import type { PyConvContextOptions } from './pyconv-local-context';
 
@@ -43,7 +44,7 @@ export class GlobalPyConvBlock extends Module implements Layer {
   forward(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
     return tf.tidy(() => {
       const [, h, w] = x.shape;
-      return resizeBilinear(this.features.forward(x, ctx), h, w, this.alignCorners);
+      return resizeBilinear(forwardConvBnReluChain(this.features, x, ctx), h, w, this.alignCorners);
     });
   }
 }

@@ -10,6 +10,7 @@ import { BatchNorm2d } from './batch-norm';
 import { ReLU } from './relu';
 import { PyConv, pyconvLevels } from './pyconv';
 import { Sequential } from './sequential';
+import { forwardConvBnReluChain } from './conv-bn-relu-chain';
 
 export interface PyConvContextOptions {
   inChannels: number;
@@ -37,6 +38,6 @@ export class LocalPyConvBlock extends Module implements Layer {
   }
 
   forward(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
-    return this.layers.forward(x, ctx);
+    return forwardConvBnReluChain(this.layers, x, ctx);
   }
 }

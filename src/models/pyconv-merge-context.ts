@@ -8,6 +8,7 @@ import { Conv2d } from './conv2d';
 import { BatchNorm2d } from './batch-norm';
 import { ReLU } from './relu';
 import { Sequential } from './sequential';
+import { forwardConvBnReluChain } from './conv-bn-relu-chain';
 
 export class MergeLocalGlobal extends Module {
   readonly features: Sequential;
@@ -22,6 +23,6 @@ export class MergeLocalGlobal extends Module {
   }
 
   forward(local: tf.Tensor4D, global: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
-    return tf.tidy(() => this.features.forward(tf.concat([local, global], 3), ctx));
+    return tf.tidy(() => forwardConvBnReluChain(this.features, tf.concat([local, global], 3), ctx));
   }
 }

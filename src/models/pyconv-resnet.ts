@@ -155,7 +155,7 @@ export class PyConvResNet extends Module {
   /** The four stage outputs (strides 4, 8, 8|16|16, 8|16|32 for output stride 8|16|32). */
   forward(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D[] {
     return tf.tidy(() => {
-      let y = tf.relu(this.bn1.forward(this.conv1.forward(x), ctx)) as tf.Tensor4D;
+      let y = this.bn1.forwardFused(this.conv1.forward(x), ctx, { relu: true });
       const outs: tf.Tensor4D[] = [];
       for (const layer of this.layers) {
         y = layer.forward(y, ctx);
