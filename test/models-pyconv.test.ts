@@ -18,7 +18,7 @@ import { EncoderDecoder } from '../src/models/encoder-decoder';
 import { buildModel, type ModelConfig } from '../src/models/build-model';
 import { resolveConfig } from '../src/config/load-config';
 import { ConfigError } from '../src/config/config-error';
-import { pyconvsegnetKey } from '../src/weights/pyconvsegnet-keys';
+import { pyconvresnetKey, pyconvsegnetKey } from '../src/weights/pyconvsegnet-keys';
 import { randomData, relativeError } from './helpers/compare';
 
 const TOLERANCE = 1e-4;
@@ -285,6 +285,20 @@ describe('PyConvSegNet', () => {
     assert.equal(pyconvsegnetKey('module.layer3.2.bn2.weight'), 'backbone.layer3.2.bn2.weight');
     assert.equal(pyconvsegnetKey('layer2.0.bn1.num_batches_tracked'), null);
     assert.throws(() => pyconvsegnetKey('ppm.features.0.1.weight'), /'ppm\.features\.0\.1\.weight' is not a PyConvSegNet parameter/);
+  });
+
+  test('pyconvresnetKey: an ImageNet PyConvResNet checkpoint maps onto backbone.*, its fc dropped', async () => {
+    await loadBackend('cpu');
+    const net = new PyConvResNet({ depth: 50, baseChannels: 16, groups: NARROW_GROUPS });
+    const own = [...net.namedParameters(), ...net.namedBuffers()].map(([k]) => k);
+    // iduta/pyconv's state_dict is the backbone's own names plus fc and the BN counters
+    const checkpoint = [...own, 'fc.weight', 'fc.bias', 'bn1.num_batches_tracked', 'layer4.2.bn3.num_batches_tracked'];
+    const mapped = checkpoint.map(pyconvresnetKey);
+    assert.deepEqual(mapped.filter((k) => k !== null), own.map((k) => `backbone.${k}`));
+    assert.equal(mapped.filter((k) => k === null).length, 4);
+    assert.equal(pyconvresnetKey('module.layer1.0.conv2.conv2_4.weight'), 'backbone.layer1.0.conv2.conv2_4.weight');
+    assert.throws(() => pyconvresnetKey('layer5.0.conv1.weight'), /'layer5\.0\.conv1\.weight' is not a PyConvResNet parameter/);
+    net.dispose();
   });
 
   for (const os of [8, 16] as const) {
