@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { loadBackend } from '../src/backend/load-backend';
 import { Conv2d, groupedConv2dTorch, convOutputSize, type ConvGeometry } from '../src/models/conv2d';
 import { MaxPool2d } from '../src/models/max-pool';
+import { BatchNorm2d } from '../src/models/batch-norm';
 import { PyConvResNet, PYCONV_GROUPS, type PyConvOutputStride } from '../src/models/pyconv-resnet';
 import { PyConvHead } from '../src/models/pyconv-head';
 import { FCNHead } from '../src/models/fcn-head';
@@ -327,6 +328,17 @@ describe('PyConvSegNet', () => {
       model.dispose();
     });
   }
+
+  test('norm syncbn reaches every BN of the backbone and both heads', async () => {
+    await loadBackend('cpu');
+    for (const norm of ['bn', 'syncbn'] as const) {
+      const model = buildModel({ ...config({ os: 16 }), norm }, 3, 0);
+      const bns = model.namedModules().filter(([, m]) => m instanceof BatchNorm2d) as [string, BatchNorm2d][];
+      assert.ok(bns.some(([n]) => n.startsWith('decode_head.global_context')) && bns.some(([n]) => n.startsWith('auxiliary_head')));
+      assert.deepEqual(bns.filter(([, m]) => m.sync !== (norm === 'syncbn')).map(([n]) => n), [], norm);
+      model.dispose();
+    }
+  });
 
   test('training on wasm: every parameter gets a finite gradient, and 3 steps leak no tensors', async () => {
     await loadBackend('wasm');
