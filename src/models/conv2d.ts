@@ -54,7 +54,6 @@ export function conv2dTorch(x: tf.Tensor4D, filter: tf.Tensor4D, g: ConvGeometry
   return dilatedConv2d(x, filter, { stride: 1, padding: p === 0 ? 'valid' : p, dilation: d });
 }
 
-
 /**
  * nn.functional.conv2d with `groups`: input channel slice i is convolved with filter slice i (the
  * filter is HWIO [kh, kw, in/groups, out], out channels grouped in order), results concatenated.
@@ -73,10 +72,10 @@ export function groupedConv2dTorch(x: tf.Tensor4D, filter: tf.Tensor4D, g: ConvG
   const cin = x.shape[3];
   const [, , fin, cout] = filter.shape;
   if (!Number.isInteger(groups) || groups < 1 || cin % groups !== 0 || cout % groups !== 0) {
-    throw new Error(`Error in conv2dTorch: groups ${groups} must divide input channels ${cin} and output channels ${cout}`);
+    throw new Error(`Error in groupedConv2dTorch: groups ${groups} must divide input channels ${cin} and output channels ${cout}`);
   }
   if (fin * groups !== cin) {
-    throw new Error(`Error in conv2dTorch: input has ${cin} channels, filter expects ${fin} per group x ${groups} groups`);
+    throw new Error(`Error in groupedConv2dTorch: input has ${cin} channels, filter expects ${fin} per group x ${groups} groups`);
   }
   return tf.tidy(() => {
     const xs = tf.split(x, groups, 3) as tf.Tensor4D[];
