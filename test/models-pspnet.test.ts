@@ -222,14 +222,13 @@ describe('PSPNet norm config', () => {
 
 describe('buildModel config errors', () => {
   test('unknown backbone or head types name the valid ones', () => {
-    assert.deepEqual(BACKBONE_TYPES, ['resnet']);
-    assert.deepEqual(HEAD_TYPES, ['psp']);
+    assert.ok(BACKBONE_TYPES.includes('resnet') && HEAD_TYPES.includes('psp'));
     const bad = config();
     (bad.backbone as { type: string }).type = 'vgg';
-    assert.throws(() => buildModel(bad, 3, 0), /Unknown backbone type 'vgg'; valid: resnet/);
+    assert.throws(() => buildModel(bad, 3, 0), new RegExp(`Unknown backbone type 'vgg'; valid: ${BACKBONE_TYPES.join(', ')}$`));
     const badHead = config();
     (badHead.head as { type: string }).type = 'aspp';
-    assert.throws(() => buildModel(badHead, 3, 0), /Unknown head type 'aspp'; valid: psp/);
+    assert.throws(() => buildModel(badHead, 3, 0), new RegExp(`Unknown head type 'aspp'; valid: ${HEAD_TYPES.join(', ')}$`));
     assert.throws(() => buildModel(config(), 0, 0), /num_classes/);
   });
 });

@@ -1,4 +1,5 @@
-// Numeric parity of segdist's model ops with PyTorch: dilated convolution, adaptive average pooling
+// Numeric parity of segdist's model ops with PyTorch: dilated convolution, grouped convolution (on cpu
+// and wasm), adaptive average pooling
 // and bilinear resizing (both align_corners), forward and gradient, on the cpu backend. The reference
 // values are goldens made by tools/make_parity_goldens.py (PyTorch, float64) and committed in
 // test/fixtures/parity; this test needs no PyTorch. Error measure: relErr in
@@ -7,7 +8,8 @@
 import { before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { conv2dTorch } from '../src/models/conv2d';
+import { conv2dTorch, groupedConv2dTorch } from '../src/models/conv2d';
+import { loadBackend } from '../src/backend/load-backend';
 import { adaptiveAvgPool2d } from '../src/models/adaptive-avg-pool';
 import { resizeBilinear } from '../src/models/resize';
 import {
@@ -80,6 +82,39 @@ describe('parity with PyTorch: dilated conv2d (conv2dTorch)', () => {
         check(t, 'grad w', hwioToOihw(dw.dataSync() as Float32Array, dw.shape).data, g.get(`${c.name}/grad_w`).data);
       });
     });
+  }
+});
+
+describe('parity with PyTorch: grouped conv2d (groupedConv2dTorch), PyConv\'s kernels and groups', () => {
+  const g = readGoldens('op-grouped-conv.safetensors');
+  const cases = g.meta<{
+    name: string; x: Shape4; w: Shape4; groups: number; stride: number; padding: number; dilation: number; seed: number;
+  }[]>('cases');
+  for (const backend of ['cpu', 'wasm'] as const) {
+    for (const c of cases) {
+      test(`${backend}: ${c.name}: x [${c.x}] w [${c.w}] groups ${c.groups} stride ${c.stride} dilation ${c.dilation}`, async (t) => {
+        await loadBackend(backend);
+        try {
+          tf.tidy(() => {
+            const x = noiseNhwc(c.x, c.seed);
+            const wHwio = oihwToHwio(noise(c.w, c.seed + 1).map((v) => v * 0.5), c.w);
+            const w = tf.tensor4d(wHwio.data, wHwio.shape as Shape4);
+            const geom = { stride: c.stride, padding: c.padding, dilation: c.dilation };
+            const f = (a: tf.Tensor, b: tf.Tensor) => groupedConv2dTorch(a as tf.Tensor4D, b as tf.Tensor4D, geom, c.groups);
+            const y = f(x, w);
+            const [n, h, wd, co] = y.shape;
+            assert.deepEqual([n, co, h, wd], g.get(`${c.name}/y`).shape, 'output shape');
+            const r = noiseNhwc([n, co, h, wd], c.seed + 2);
+            const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a, b), r)))([x, w]);
+            check(t, 'y', asNchw(y), g.get(`${c.name}/y`).data);
+            check(t, 'grad x', asNchw(dx), g.get(`${c.name}/grad_x`).data);
+            check(t, 'grad w', hwioToOihw(dw.dataSync() as Float32Array, dw.shape).data, g.get(`${c.name}/grad_w`).data);
+          });
+        } finally {
+          await tf.setBackend('cpu');
+        }
+      });
+    }
   }
 });
 

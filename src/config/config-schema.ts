@@ -1,7 +1,10 @@
 // Every key segdist understands, with its default and a line of documentation. The README's config
 // reference is generated from this tree (`segdist config show --reference`), so it cannot drift.
 import { ConfigError } from './config-error';
-import { BACKBONE_TYPES, HEAD_TYPES, RESNET_DEPTHS } from '../models/build-model';
+import {
+  BACKBONE_DEPTHS, BACKBONE_OUT_CHANNELS, BACKBONE_TYPES, HEAD_TYPES, PYCONV_GROUPS, PYCONV_HEAD_GROUPS, pyconvHeadGroupsProblem,
+} from '../models/build-model';
+import { pyconvGroupsProblem } from '../models/pyconv-resnet';
 import { bool, int, list, num, section, str, SchemaNode } from './schema';
 import { SCHEME_CHOICES } from '../weights/key-schemes';
 import { checkTransforms, DEFAULT_TRAIN_TRANSFORMS, DEFAULT_VAL_TRANSFORMS, TRANSFORM_OPS, TransformSpecError } from '../data/augment-spec';
@@ -22,6 +25,40 @@ function checkLabelMap(value: unknown, at: string): void {
     const from = Number(k);
     if (!Number.isInteger(from) || from < 0 || from > 255) throw new ConfigError(`${at}: key ${k} is not a label value 0..255`);
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 255) throw new ConfigError(`${at}.${k}: expected a class index 0..255, got ${JSON.stringify(v)}`);
+  }
+}
+
+const ALL_DEPTHS = [...new Set(Object.values(BACKBONE_DEPTHS).flat())].sort((a, b) => a - b);
+
+/**
+ * Rules between model keys, checked once the keys themselves are valid. Runs on each config layer
+ * too, where keys may be absent: a rule only applies when its keys are present.
+ */
+function checkModel(model: Record<string, unknown>, at: string): void {
+  const backbone = model.backbone as Record<string, unknown> | undefined;
+  if (backbone === undefined) return;
+  const type = backbone.type as keyof typeof BACKBONE_DEPTHS | undefined;
+  if (type === undefined) return;
+  const depths = BACKBONE_DEPTHS[type];
+  if (backbone.depth !== undefined && !depths.includes(backbone.depth as number)) {
+    throw new ConfigError(`${at}.backbone.depth: ${String(backbone.depth)} is not a depth of ${type}; valid: ${depths.join(', ')}`);
+  }
+  const head = model.head as Record<string, unknown> | undefined;
+  if (head?.type === 'pyconvseg' && head.pyconv_groups !== undefined && head.channels !== undefined &&
+      backbone.depth !== undefined && backbone.base_channels !== undefined) {
+    const width = BACKBONE_OUT_CHANNELS[type](backbone as { depth: number; base_channels: number });
+    const problem = pyconvHeadGroupsProblem(width, head.channels as number, head.pyconv_groups as number[]);
+    if (problem !== null) throw new ConfigError(`${at}.head.pyconv_groups: ${problem}`);
+  }
+  if (type !== 'pyconvresnet') return;
+  if (backbone.stem !== undefined && backbone.stem !== 'v1b') {
+    throw new ConfigError(`${at}.backbone.stem: pyconvresnet has only its 7x7 stem (v1b), got '${String(backbone.stem)}'`);
+  }
+  if (backbone.pyconv_groups !== undefined && backbone.base_channels !== undefined) {
+    const problem = pyconvGroupsProblem(backbone.base_channels as number, backbone.pyconv_groups as number[][]);
+    if (problem !== null) {
+      throw new ConfigError(`${at}.backbone.pyconv_groups: ${problem} (model.backbone.base_channels ${String(backbone.base_channels)})`);
+    }
   }
 }
 
@@ -68,20 +105,26 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
     align_corners: bool(true, 'Bilinear upsampling with align_corners (PSPNet uses true).'),
     backbone: section('Backbone network.', {
       type: str('resnet', 'Backbone family.', { choices: BACKBONE_TYPES }),
-      depth: int(18, 'ResNet depth.', { choices: RESNET_DEPTHS }),
-      stem: str('v1b', 'v1b (7x7 conv), v1c (three 3x3 convs) or v1d (v1c + avg-pool shortcut).', { choices: ['v1b', 'v1c', 'v1d'] }),
+      depth: int(18, `Depth; resnet: ${BACKBONE_DEPTHS.resnet.join(', ')}; pyconvresnet: ${BACKBONE_DEPTHS.pyconvresnet.join(', ')}.`, { choices: ALL_DEPTHS }),
+      stem: str('v1b', 'v1b (7x7 conv), v1c (three 3x3 convs) or v1d (v1c + avg-pool shortcut); pyconvresnet has only v1b.', { choices: ['v1b', 'v1c', 'v1d'] }),
       output_stride: int(8, 'Output stride: 8 (stages 3-4 dilated 2 and 4) or 16 (stage 4 dilated 2).', { choices: [8, 16] }),
-      contract_dilation: bool(true, 'The first block of a dilated stage uses half the dilation (mmseg\'s PSPNet/DeepLab configs, torchvision); false: the full dilation in every block (semseg).'),
+      contract_dilation: bool(true, 'The first block of a dilated stage uses half the dilation (mmseg\'s PSPNet/DeepLab configs, torchvision); false: the full dilation in every block (semseg, and iduta\'s PyConvSegNet).'),
       frozen_stages: int(-1, 'Backbone stages that never train, as mmseg\'s frozen_stages: -1 none, 0 the stem, n the stem and stages 1..n (their BNs use running statistics). Applies in every stage of schedule.stages.', { min: -1, max: 4 }),
       norm_eval: bool(false, 'Every backbone batch-norm uses its running statistics while training (mmseg\'s norm_eval; for small batches on pretrained weights).'),
       base_channels: int(8, 'Width of the first stage; every stage scales with it. 64 is the standard network; the default 8 trains in minutes on a CPU.', { min: 1 }),
       stem_channels: int(null, 'Output width of the stem, the input of stage 1 (mmseg\'s stem_channels; the v1c/v1d deep stem is half, half, this). null: base_channels. hszhao/semseg\'s PSPNet ResNets use 128 with base 64.', { min: 2, nullable: true }),
+      pyconv_groups: list(PYCONV_GROUPS.map((g) => [...g]), list(null, int(null, '', { min: 1 }), '', { minLength: 1, maxLength: 4 }),
+        'pyconvresnet: groups of the pyramid levels (kernels 3, 5, 7, 9) of stages 1-4; each must divide its level\'s channels, so narrow networks need smaller ones.',
+        { minLength: 4, maxLength: 4 }),
     }),
     head: section('Decode head.', {
       type: str('psp', 'Decode head type.', { choices: HEAD_TYPES }),
       channels: int(32, 'Channels of the head\'s intermediate convolutions (512 with the standard ResNet).', { min: 1 }),
       dropout: num(0.1, 'Channel dropout before the classifier.', { min: 0, max: 0.99 }),
       pool_scales: list([1, 2, 3, 6], int(null, '', { min: 1 }), 'Pyramid pooling bins (PSPNet).', { minLength: 1 }),
+      pyconv_groups: list([...PYCONV_HEAD_GROUPS], int(null, '', { min: 1 }),
+        'pyconvseg: groups of the head\'s pyramid levels (kernels 3, 5, 7, 9); its branches are 2 x channels wide (iduta: channels 256).',
+        { minLength: 4, maxLength: 4 }),
     }),
     aux: section('Auxiliary FCN head on stage 3, used only in training.', {
       enabled: bool(true, 'Train with the auxiliary head.'),
@@ -92,7 +135,7 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
     pretrained: str(null, 'Weights to start training from (a path relative to the current directory): a file written by `segdist weights import`, a checkpoint\'s model.safetensors, or a PyTorch state_dict saved as safetensors (converted on load). Tensors it lacks keep their seeded init; --resume takes precedence. See docs/weights.md.', { nullable: true }),
     pretrained_scheme: str('auto', 'Key scheme of a PyTorch model.pretrained file: auto picks the one under which most tensors match.', { choices: SCHEME_CHOICES }),
     pretrained_strict: bool(false, 'Refuse a model.pretrained file (or `segdist weights import`) unless every tensor matches: no missing, unexpected or shape-mismatched keys.'),
-  }),
+  }, checkModel),
   data: section('Dataset and augmentation.', {
     format: str('folder',
       'Dataset layout. folder: images/<split>/*, labels/<split>/*.png, <split>.txt of stems (CamVid here, `segdist data synth`); ' +

@@ -8,7 +8,8 @@ export type SchemaNode =
   | { kind: 'string'; default: string | null; choices?: readonly string[]; nullable?: boolean; doc: string }
   | { kind: 'boolean'; default: boolean; doc: string }
   | { kind: 'list'; default: unknown[] | null; item: SchemaNode; minLength?: number; maxLength?: number; nullable?: boolean; doc: string }
-  | { kind: 'section'; fields: Record<string, SchemaNode>; doc: string }
+  /** check, when given, runs after the fields validate: rules between keys (it must allow absent keys). */
+  | { kind: 'section'; fields: Record<string, SchemaNode>; doc: string; check?: (value: Record<string, unknown>, path: string) => void }
   /** A free-form value (e.g. a list of per-stage objects) checked by its own function. */
   | { kind: 'any'; default: unknown; check?: (value: unknown, path: string) => void; doc: string };
 
@@ -21,7 +22,9 @@ export const str = (def: string | null, doc: string, opts: { choices?: readonly 
 export const bool = (def: boolean, doc: string): SchemaNode => ({ kind: 'boolean', default: def, doc });
 export const list = (def: unknown[] | null, item: SchemaNode, doc: string, opts: { minLength?: number; maxLength?: number; nullable?: boolean } = {}): SchemaNode =>
   ({ kind: 'list', default: def, item, doc, ...opts });
-export const section = (doc: string, fields: Record<string, SchemaNode>): SchemaNode => ({ kind: 'section', fields, doc });
+export const section = (doc: string, fields: Record<string, SchemaNode>,
+                        check?: (value: Record<string, unknown>, path: string) => void): SchemaNode =>
+  ({ kind: 'section', fields, doc, ...(check ? { check } : {}) });
 
 function typeName(v: unknown): string {
   if (v === null) return 'null';
@@ -62,6 +65,7 @@ export function validate(node: SchemaNode, value: unknown, path: string): void {
         }
         validate(child, v, childPath);
       }
+      node.check?.(value as Record<string, unknown>, path);
       return;
     }
     case 'number': {

@@ -3,7 +3,9 @@
 // config validation can list the valid names.
 
 import { ResNet, RESNET_DEPTHS, RESNET_STEMS, type ResNetDepth, type ResNetStem } from './resnet';
+import { PyConvResNet, PYCONV_RESNET_DEPTHS, PYCONV_GROUPS, type PyConvResNetDepth } from './pyconv-resnet';
 import { PSPHead } from './psp-head';
+import { PyConvHead, PYCONV_HEAD_GROUPS, pyconvHeadGroupsProblem } from './pyconv-head';
 import { FCNHead } from './fcn-head';
 import { EncoderDecoder, type Backbone } from './encoder-decoder';
 import type { DecodeHead } from './decode-head';
@@ -12,8 +14,9 @@ export interface ModelConfig {
   norm: 'bn' | 'syncbn';
   align_corners: boolean;
   backbone: {
-    type: 'resnet';
-    depth: ResNetDepth;
+    type: 'resnet' | 'pyconvresnet';
+    /** Valid depths depend on the type: BACKBONE_DEPTHS. */
+    depth: ResNetDepth | PyConvResNetDepth;
     stem: ResNetStem;
     output_stride: 8 | 16;
     base_channels: number;
@@ -28,8 +31,18 @@ export interface ModelConfig {
     norm_eval?: boolean;
     /** Optional, default null: the stem's output width (mmseg stem_channels); null = base_channels. */
     stem_channels?: number | null;
+    /** pyconvresnet only, optional: groups of each stage's pyramid levels (default iduta's). */
+    pyconv_groups?: number[][];
   };
-  head: { type: 'psp'; channels: number; dropout: number; pool_scales: number[] };
+  head: {
+    type: 'psp' | 'pyconvseg';
+    channels: number;
+    dropout: number;
+    /** psp only. */
+    pool_scales: number[];
+    /** pyconvseg only, optional: groups of the head's four pyramid levels (default iduta's 1, 4, 8, 16). */
+    pyconv_groups?: number[];
+  };
   aux: { enabled: boolean; channels: number; weight: number; dropout: number };
   /** Weights a training run starts from (src/weights/pretrained.ts); optional, default none. */
   pretrained?: string | null;
@@ -47,6 +60,19 @@ const BACKBONES = {
     contractDilation: cfg.backbone.contract_dilation ?? false,
     syncBN: cfg.norm === 'syncbn',
   }),
+  pyconvresnet: (cfg: ModelConfig): Backbone => {
+    if (cfg.backbone.stem !== 'v1b') {
+      throw new Error(`model.backbone.stem: pyconvresnet has only its 7x7 stem (v1b), got '${cfg.backbone.stem}'`);
+    }
+    return new PyConvResNet({
+      depth: cfg.backbone.depth as PyConvResNetDepth,
+      outputStride: cfg.backbone.output_stride,
+      baseChannels: cfg.backbone.base_channels,
+      contractDilation: cfg.backbone.contract_dilation ?? false,
+      groups: cfg.backbone.pyconv_groups ?? PYCONV_GROUPS,
+      syncBN: cfg.norm === 'syncbn',
+    });
+  },
 } as const;
 
 const HEADS = {
@@ -60,12 +86,37 @@ const HEADS = {
     syncBN: cfg.norm === 'syncbn',
     poolScales: cfg.head.pool_scales,
   }),
+  pyconvseg: (cfg: ModelConfig, inChannels: number, numClasses: number): DecodeHead => new PyConvHead({
+    inChannels,
+    channels: cfg.head.channels,
+    numClasses,
+    inIndex: 3,
+    dropout: cfg.head.dropout,
+    alignCorners: cfg.align_corners,
+    syncBN: cfg.norm === 'syncbn',
+    groups: cfg.head.pyconv_groups ?? PYCONV_HEAD_GROUPS,
+  }),
 } as const;
 
 export const BACKBONE_TYPES: readonly string[] = Object.keys(BACKBONES);
 export const HEAD_TYPES: readonly string[] = Object.keys(HEADS);
 export const NORM_TYPES: readonly string[] = ['bn', 'syncbn'];
-export { RESNET_DEPTHS, RESNET_STEMS };
+export { RESNET_DEPTHS, RESNET_STEMS, PYCONV_GROUPS, PYCONV_HEAD_GROUPS, pyconvHeadGroupsProblem };
+
+/**
+ * Width of each backbone type's last stage, from its config section, so config validation can check a
+ * head against it before anything is built.
+ */
+export const BACKBONE_OUT_CHANNELS: Readonly<Record<keyof typeof BACKBONES, (b: { depth: number; base_channels: number }) => number>> = {
+  resnet: (b) => b.base_channels * 8 * (b.depth >= 50 ? 4 : 1),
+  pyconvresnet: (b) => b.base_channels * 32,
+};
+
+/** The depths each backbone type is built in; config validation checks model.backbone.depth against it. */
+export const BACKBONE_DEPTHS: Readonly<Record<keyof typeof BACKBONES, readonly number[]>> = {
+  resnet: RESNET_DEPTHS,
+  pyconvresnet: PYCONV_RESNET_DEPTHS,
+};
 
 function pick<T>(table: Record<string, T>, kind: string, name: string): T {
   if (!Object.prototype.hasOwnProperty.call(table, name)) {
@@ -76,11 +127,16 @@ function pick<T>(table: Record<string, T>, kind: string, name: string): T {
 
 /** The backbone of `cfg` alone (weights not yet initialised). */
 export function buildBackbone(cfg: ModelConfig): Backbone {
-  return pick<(c: ModelConfig) => Backbone>(BACKBONES, 'backbone', cfg.backbone.type)(cfg);
+  const make = pick<(c: ModelConfig) => Backbone>(BACKBONES, 'backbone', cfg.backbone.type);
+  const depths = BACKBONE_DEPTHS[cfg.backbone.type];
+  if (!depths.includes(cfg.backbone.depth)) {
+    throw new Error(`model.backbone.depth: ${cfg.backbone.depth} is not a depth of ${cfg.backbone.type}; valid: ${depths.join(', ')}`);
+  }
+  return make(cfg);
 }
 
 /**
- * Assembles backbone + PSP head (+ FCN auxiliary head on stage 3) and draws every weight from `seed`
+ * Assembles backbone + decode head (+ FCN auxiliary head on stage 3) and draws every weight from `seed`
  * (a pure function of seed and parameter name; see Module.initialize). initialize: false leaves the
  * variables at zero, for callers that need only names and shapes (drawing a ResNet-50's weights
  * takes seconds).

@@ -1,5 +1,6 @@
 // How the keys of another project's state_dict become segdist parameter names. One explicit table;
 // `auto` tries every entry and keeps the one under which most tensors match the model.
+import { pyconvsegnetKey } from './pyconvsegnet-keys';
 import { semsegKey } from './semseg-keys';
 import { torchvisionKey } from './torchvision-keys';
 
@@ -18,7 +19,7 @@ export const KEY_SCHEMES: readonly KeyScheme[] = [
   },
   {
     name: 'torchvision',
-    describe: 'ImageNet ResNet classifiers: torchvision resnet18-152 (conv1, bn1, layer1-4) and mmcv ResNetV1c/V1d (stem.*) -> backbone.*; fc.* is unexpected',
+    describe: 'ImageNet classifiers: torchvision resnet18-152 (conv1, bn1, layer1-4), mmcv ResNetV1c/V1d (stem.*) and iduta/pyconv PyConvResNet -> backbone.*; fc.* is unexpected',
     toSegdist: torchvisionKey,
   },
   {
@@ -26,8 +27,11 @@ export const KEY_SCHEMES: readonly KeyScheme[] = [
     describe: 'hszhao/semseg PSPNet: layer0 (deep stem) -> backbone.stem, layer1-4, ppm.features -> decode_head.psp_modules, cls -> bottleneck + conv_seg, aux -> auxiliary_head',
     toSegdist: semsegKey,
   },
-  // pyconvsegnet (iduta's PyConvSegNet) goes here, wired by the lead when src/weights/pyconvsegnet-keys.ts
-  // is merged: { name: 'pyconvsegnet', describe: '...', toSegdist: pyconvsegnetKey }.
+  {
+    name: 'pyconvsegnet',
+    describe: 'iduta/pyconvsegnet PyConvSegNet: layer0 (stem) -> backbone.conv1/bn1, layer1-4, pyconvhead -> decode_head, cls.1 -> conv_seg, aux -> auxiliary_head',
+    toSegdist: pyconvsegnetKey,
+  },
 ];
 
 export const SCHEME_CHOICES: readonly string[] = ['auto', ...KEY_SCHEMES.map((s) => s.name)];

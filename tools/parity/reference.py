@@ -6,18 +6,23 @@ import copy
 import torch.nn as nn
 
 from .heads import EncoderDecoder, FCNHead, PSPHead
+from .pyconv import DEFAULT_GROUPS, PyConvHead, PyConvResNet
 from .resnet import ResNet
 
 # backbone type -> (backbone section of the model config) -> module with .out_channels
 BACKBONES = {
     "resnet": lambda b: ResNet(b["depth"], b["stem"], b["output_stride"], b["base_channels"],
                                b.get("contract_dilation", True)),
+    "pyconvresnet": lambda b: PyConvResNet(b["depth"], b["output_stride"], b["base_channels"],
+                                           b.get("pyconv_groups", DEFAULT_GROUPS), b.get("contract_dilation", False)),
 }
 
 # head type -> (model config, backbone out_channels, num_classes) -> module taking the stage list
 HEADS = {
     "psp": lambda m, ch, k: PSPHead(ch[3], m["head"]["channels"], k, tuple(m["head"]["pool_scales"]),
                                     m["align_corners"]),
+    "pyconvseg": lambda m, ch, k: PyConvHead(ch[3], m["head"]["channels"], k,
+                                             tuple(m["head"].get("pyconv_groups", (1, 4, 8, 16))), m["align_corners"]),
 }
 
 

@@ -6,7 +6,7 @@ import { importWeights } from '../../weights/import-weights';
 export default class WeightsImport extends BaseCommand {
   static override summary = 'Convert a PyTorch state_dict (saved as safetensors) into segdist weights for the configured model.';
   static override description =
-    'Strips module. (DataParallel) and state_dict. prefixes, maps the keys through a scheme (mmseg, torchvision, semseg; auto picks ' +
+    'Strips module. (DataParallel) and state_dict. prefixes, maps the keys through a scheme (mmseg, torchvision, semseg, pyconvsegnet; auto picks ' +
     'the one under which most tensors match), converts conv weights from OIHW to HWIO, and compares every tensor with the model built ' +
     'from the config. It prints what load_state_dict(strict=False) would: matched, missing, unexpected and shape-mismatched keys ' +
     '(BN num_batches_tracked counters are dropped and counted). The output holds the matched tensors in the format of a checkpoint\'s ' +
