@@ -471,6 +471,9 @@ def make_dilated_conv(out_dir):
         ("d3p3", (2, 2, 11, 14), 3, 3, 3, 3),
         ("d2p4k5", (1, 3, 9, 10), 2, 5, 4, 2),
         ("d4p4big", (2, 3, 21, 25), 3, 3, 4, 4),
+        # semseg's geometry at 473x473 input, zoom factor 8: stages 3 and 4 run on 60x60 maps
+        ("d2-60x60", (1, 2, 60, 60), 2, 3, 2, 2),
+        ("d4-60x60", (1, 2, 60, 60), 2, 3, 4, 4),
     ]
     index = []
     for i, (name, shape, cout, k, pad, dil) in enumerate(cases):
@@ -534,7 +537,8 @@ def make_adaptive_pool(out_dir):
     bin count. x = noise(shape, seed), loss = sum(y * noise(y shape, seed + bins))."""
     g = Golden()
     index = []
-    for i, shape in enumerate([(2, 3, 13, 17), (1, 1, 33, 41), (2, 2, 5, 6), (2, 2, 3, 2)]):
+    # 60x60: the PSP head's input at semseg's 473x473 (zoom factor 8); 59x61: bins that overlap unevenly
+    for i, shape in enumerate([(2, 3, 13, 17), (1, 1, 33, 41), (2, 2, 5, 6), (2, 2, 3, 2), (1, 1, 60, 60), (1, 1, 59, 61)]):
         seed = 2000 + 100 * i
         x = noise(shape, seed)
         tag = f"{shape[2]}x{shape[3]}"
