@@ -231,13 +231,13 @@ describe('PSPNet norm config', () => {
 describe('buildModel config errors', () => {
   test('unknown backbone or head types name the valid ones', () => {
     assert.deepEqual(BACKBONE_TYPES, ['resnet']);
-    assert.deepEqual(HEAD_TYPES, ['psp']);
+    assert.deepEqual(HEAD_TYPES, ['psp', 'aspp', 'deeplabv3plus']);
     const bad = config();
     (bad.backbone as { type: string }).type = 'vgg';
     assert.throws(() => buildModel(bad, 3, 0), /Unknown backbone type 'vgg'; valid: resnet/);
     const badHead = config();
-    (badHead.head as { type: string }).type = 'aspp';
-    assert.throws(() => buildModel(badHead, 3, 0), /Unknown head type 'aspp'; valid: psp/);
+    (badHead.head as { type: string }).type = 'deeplab';
+    assert.throws(() => buildModel(badHead, 3, 0), /Unknown head type 'deeplab'; valid: psp, aspp, deeplabv3plus/);
     assert.throws(() => buildModel(config(), 0, 0), /num_classes/);
   });
 });

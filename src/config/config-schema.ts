@@ -1,7 +1,7 @@
 // Every key segdist understands, with its default and a line of documentation. The README's config
 // reference is generated from this tree (`segdist config show --reference`), so it cannot drift.
 import { ConfigError } from './config-error';
-import { BACKBONE_TYPES, HEAD_TYPES, RESNET_DEPTHS } from '../models/build-model';
+import { BACKBONE_TYPES, HEAD_ATTENTIONS, HEAD_TYPES, RESNET_DEPTHS } from '../models/build-model';
 import { bool, int, list, num, section, str, SchemaNode } from './schema';
 import { checkTransforms, DEFAULT_TRAIN_TRANSFORMS, DEFAULT_VAL_TRANSFORMS, TRANSFORM_OPS, TransformSpecError } from '../data/augment-spec';
 
@@ -72,12 +72,16 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
       output_stride: int(8, 'Output stride: 8 (stages 3-4 dilated 2 and 4) or 16 (stage 4 dilated 2).', { choices: [8, 16] }),
       contract_dilation: bool(true, 'The first block of a dilated stage uses half the dilation (mmseg\'s PSPNet/DeepLab configs, torchvision); false: the full dilation in every block (semseg).'),
       base_channels: int(8, 'Width of the first stage; every stage scales with it. 64 is the standard network; the default 8 trains in minutes on a CPU.', { min: 1 }),
+      multi_grid: list(null, int(null, '', { min: 1 }), 'DeepLab\'s multi-grid: one factor per block of the last stage (e.g. [1, 2, 4] for ResNet-50/101), each block dilated by the stage\'s dilation times its factor; replaces contract_dilation there. null: none.', { nullable: true, minLength: 1 }),
     }),
     head: section('Decode head.', {
-      type: str('psp', 'Decode head type.', { choices: HEAD_TYPES }),
+      type: str('psp', 'Decode head type: psp (PSPNet), aspp (DeepLabV3), deeplabv3plus (DeepLabV3+: separable ASPP and a decoder on stage 1).', { choices: HEAD_TYPES }),
       channels: int(32, 'Channels of the head\'s intermediate convolutions (512 with the standard ResNet).', { min: 1 }),
       dropout: num(0.1, 'Channel dropout before the classifier.', { min: 0, max: 0.99 }),
       pool_scales: list([1, 2, 3, 6], int(null, '', { min: 1 }), 'Pyramid pooling bins (PSPNet).', { minLength: 1 }),
+      dilations: list(null, int(null, '', { min: 1 }), 'ASPP branch dilations (aspp, deeplabv3plus): 1 is the 1x1 branch, others 3x3 atrous. null: [1, 12, 24, 36] at output stride 8, [1, 6, 12, 18] at 16.', { nullable: true, minLength: 1 }),
+      c1_channels: int(48, 'deeplabv3plus: channels the stage-1 features are reduced to before the decoder fuses them.', { min: 1 }),
+      attention: str('none', 'Attention block on the head\'s final features, before dropout and the classifier: none, or dual (DANet\'s position + channel attention, summed).', { choices: HEAD_ATTENTIONS }),
     }),
     aux: section('Auxiliary FCN head on stage 3, used only in training.', {
       enabled: bool(true, 'Train with the auxiliary head.'),

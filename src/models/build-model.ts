@@ -5,6 +5,9 @@
 import { ResNet, RESNET_DEPTHS, RESNET_STEMS, type ResNetDepth, type ResNetStem } from './resnet';
 import { PSPHead } from './psp-head';
 import { FCNHead } from './fcn-head';
+import { ASPPHead, defaultASPPDilations } from './aspp-head';
+import { DeepLabV3PlusHead } from './deeplabv3plus-head';
+import { HEAD_ATTENTIONS, type HeadAttention } from './decode-head';
 import { EncoderDecoder, type Backbone } from './encoder-decoder';
 import type { DecodeHead } from './decode-head';
 
@@ -22,8 +25,22 @@ export interface ModelConfig {
      * (mmseg's contract_dilation, which its PSPNet configs set to true).
      */
     contract_dilation?: boolean;
+    /** Optional, default null: DeepLab's multi-grid factors for stage 4's blocks (e.g. [1, 2, 4]). */
+    multi_grid?: number[] | null;
   };
-  head: { type: 'psp'; channels: number; dropout: number; pool_scales: number[] };
+  head: {
+    type: 'psp' | 'aspp' | 'deeplabv3plus';
+    channels: number;
+    dropout: number;
+    /** PSP only. */
+    pool_scales: number[];
+    /** ASPP heads: the branches' dilations; null or absent: by output stride. */
+    dilations?: number[] | null;
+    /** DeepLabV3+ only: width of the stage-1 features in the decoder (default 48). */
+    c1_channels?: number;
+    /** Attention block after the head (default none). */
+    attention?: HeadAttention;
+  };
   aux: { enabled: boolean; channels: number; weight: number; dropout: number };
 }
 
@@ -34,12 +51,14 @@ const BACKBONES = {
     outputStride: cfg.backbone.output_stride,
     baseChannels: cfg.backbone.base_channels,
     contractDilation: cfg.backbone.contract_dilation ?? false,
+    multiGrid: cfg.backbone.multi_grid ?? undefined,
     syncBN: cfg.norm === 'syncbn',
   }),
 } as const;
 
-const HEADS = {
-  psp: (cfg: ModelConfig, inChannels: number, numClasses: number): DecodeHead => new PSPHead({
+/** What every decode head takes from the config, reading the last stage. */
+function headOptions(cfg: ModelConfig, inChannels: number, numClasses: number) {
+  return {
     inChannels,
     channels: cfg.head.channels,
     numClasses,
@@ -47,14 +66,34 @@ const HEADS = {
     dropout: cfg.head.dropout,
     alignCorners: cfg.align_corners,
     syncBN: cfg.norm === 'syncbn',
+    attention: cfg.head.attention ?? 'none',
+  };
+}
+
+const asppDilations = (cfg: ModelConfig): number[] =>
+  cfg.head.dilations ?? defaultASPPDilations(cfg.backbone.output_stride);
+
+const HEADS = {
+  psp: (cfg: ModelConfig, stages: readonly number[], numClasses: number): DecodeHead => new PSPHead({
+    ...headOptions(cfg, stages[3], numClasses),
     poolScales: cfg.head.pool_scales,
+  }),
+  aspp: (cfg: ModelConfig, stages: readonly number[], numClasses: number): DecodeHead => new ASPPHead({
+    ...headOptions(cfg, stages[3], numClasses),
+    dilations: asppDilations(cfg),
+  }),
+  deeplabv3plus: (cfg: ModelConfig, stages: readonly number[], numClasses: number): DecodeHead => new DeepLabV3PlusHead({
+    ...headOptions(cfg, stages[3], numClasses),
+    dilations: asppDilations(cfg),
+    c1InChannels: stages[0],
+    c1Channels: cfg.head.c1_channels ?? 48,
   }),
 } as const;
 
 export const BACKBONE_TYPES: readonly string[] = Object.keys(BACKBONES);
 export const HEAD_TYPES: readonly string[] = Object.keys(HEADS);
 export const NORM_TYPES: readonly string[] = ['bn', 'syncbn'];
-export { RESNET_DEPTHS, RESNET_STEMS };
+export { RESNET_DEPTHS, RESNET_STEMS, HEAD_ATTENTIONS };
 
 function pick<T>(table: Record<string, T>, kind: string, name: string): T {
   if (!Object.prototype.hasOwnProperty.call(table, name)) {
@@ -64,7 +103,7 @@ function pick<T>(table: Record<string, T>, kind: string, name: string): T {
 }
 
 /**
- * Assembles backbone + PSP head (+ FCN auxiliary head on stage 3) and draws every weight from `seed`
+ * Assembles backbone + decode head (+ FCN auxiliary head on stage 3) and draws every weight from `seed`
  * (a pure function of seed and parameter name; see Module.initialize).
  */
 export function buildModel(cfg: ModelConfig, numClasses: number, seed: number): EncoderDecoder {
@@ -75,8 +114,8 @@ export function buildModel(cfg: ModelConfig, numClasses: number, seed: number): 
     throw new Error(`Unknown norm type '${cfg.norm}'; valid: ${NORM_TYPES.join(', ')}`);
   }
   const backbone = pick<(c: ModelConfig) => Backbone>(BACKBONES, 'backbone', cfg.backbone.type)(cfg);
-  const makeHead = pick<(c: ModelConfig, i: number, n: number) => DecodeHead>(HEADS, 'head', cfg.head.type);
-  const decodeHead = makeHead(cfg, backbone.outChannels[3], numClasses);
+  const makeHead = pick<(c: ModelConfig, s: readonly number[], n: number) => DecodeHead>(HEADS, 'head', cfg.head.type);
+  const decodeHead = makeHead(cfg, backbone.outChannels, numClasses);
   const auxiliaryHead = cfg.aux.enabled
     ? new FCNHead({
       inChannels: backbone.outChannels[2],
