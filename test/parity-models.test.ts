@@ -1,48 +1,31 @@
-// Numeric parity of whole segdist models with PyTorch (mmseg semantics), on the cpu backend:
-//   - PSPNet, ResNet-18 V1b, output stride 8, PSP head + FCN auxiliary head, align_corners false
-//   - PSPNet, ResNet-50 V1c (deep stem), output stride 16, PSP head, align_corners true
-//   - ResNet-18 V1d (deep stem + average-pool shortcut), output stride 8, backbone stage outputs
-// Each golden file (test/fixtures/parity, made by tools/make_parity_goldens.py; no PyTorch needed
-// here) holds the weights under mmseg's state_dict names (OIHW, loaded strictly by name, so the names
-// are checked too), eval-mode logits, train-mode logits, the loss sum(out * R) (+ 0.4 sum(aux * R')),
-// selected parameter gradients, and every BN's running statistics after the train-mode forward.
-// Error measure: relErr (max|ours - torch| / max(max|torch|, 1e-6)), tolerance 1e-4.
+// Numeric parity of whole segdist models with PyTorch, on the cpu backend. Every
+// test/fixtures/parity/model-*.safetensors file (made by tools/make_parity_goldens.py; no PyTorch
+// needed here) is one case: the segdist model config it was made for (metadata `model`, built here
+// with buildModel, or only its backbone for backbone-only cases), the weights under their state_dict
+// names (OIHW, loaded strictly by name, so the names are checked too), and for each variant (a set of
+// overrides of that config computed with the same weights) eval-mode logits, train-mode logits, the
+// loss sum(out * R) (+ aux_weight * sum(aux * R')), selected parameter gradients, and every BN's
+// running statistics after the train-mode forward. Error measure: relErr (max|ours - torch| /
+// max(max|torch|, 1e-6)), tolerance 1e-4.
 //
-// The goldens carry two readings of mmseg's dilated stages (identical weights):
+// The ResNet cases carry two readings of mmseg's dilated stages (identical weights):
 //   'plain'    every block of a dilated stage uses the stage's dilation (mmseg's ResNet default,
 //              contract_dilation=False; also hszhao/semseg's PSPNet);
 //   'contract' the first block of a dilated stage uses half of it (contract_dilation=True, what
 //              mmseg's PSPNet/DeepLab configs set, and torchvision's replace_stride_with_dilation).
-// segdist implements both (model.backbone.contract_dilation), and both are checked strictly.
 
 import { before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { buildModel, type ModelConfig } from '../src/models/build-model';
-import { ResNet, type ResNetDepth, type ResNetStem } from '../src/models/resnet';
+import { readdirSync } from 'node:fs';
+import { buildBackbone, buildModel, type ModelConfig } from '../src/models/build-model';
 import type { Module } from '../src/models/module';
 import type { ForwardContext } from '../src/models/context';
 import {
-  TOLERANCE, hwioToOihw, nchwToNhwc, nhwcToNchw, noise, oihwToHwio, readGoldens, relErr, type GoldenFile,
+  PARITY_DIR, TOLERANCE, hwioToOihw, nchwToNhwc, nhwcToNchw, noise, oihwToHwio, readGoldens, relErr, type GoldenFile,
 } from './fixtures/parity/goldens';
 
 type Shape4 = [number, number, number, number];
-type Variant = 'plain' | 'contract';
-
-const VARIANTS: Variant[] = ['plain', 'contract'];
-
-interface GoldenConfig {
-  depth: ResNetDepth;
-  stem: ResNetStem;
-  output_stride: 8 | 16;
-  base_channels: number;
-  head_channels?: number;
-  aux_channels?: number;
-  num_classes?: number;
-  align_corners?: boolean;
-  aux?: boolean;
-  pool_scales?: number[];
-}
 
 interface LossSpec {
   noise_seeds: { out: number; aux: number; stage: number };
@@ -198,7 +181,7 @@ function run(runner: Runner, input: InputSpec, outSub: number, gradNames: string
 }
 
 /** Compares one variant's goldens; returns the failures (empty when all pass). */
-function compare(t: TestContext, g: GoldenFile, variant: Variant, r: Results, gradNames: string[]): string[] {
+function compare(t: TestContext, g: GoldenFile, variant: string, r: Results, gradNames: string[]): string[] {
   const failures: string[] = [];
   const check = (what: string, actual: ArrayLike<number>, key: string) => {
     const expected = g.get(`golden/${variant}/${key}`).data;
@@ -222,16 +205,19 @@ function compare(t: TestContext, g: GoldenFile, variant: Variant, r: Results, gr
   return failures;
 }
 
-function modelRunner(g: GoldenFile, loss: LossSpec, variant: Variant): { runner: Runner; dispose: () => void } {
-  const c = g.meta<GoldenConfig>('config');
-  const cfg: ModelConfig = {
-    norm: 'bn',
-    align_corners: c.align_corners as boolean,
-    backbone: { type: 'resnet', depth: c.depth, stem: c.stem, output_stride: c.output_stride, base_channels: c.base_channels, contract_dilation: variant === 'contract' },
-    head: { type: 'psp', channels: c.head_channels as number, dropout: 0, pool_scales: c.pool_scales as number[] },
-    aux: { enabled: c.aux as boolean, channels: c.aux_channels as number, weight: loss.aux_weight, dropout: 0 },
-  };
-  const model = buildModel(cfg, c.num_classes as number, 0);
+/** `base` with `overrides` applied key by key (nested objects merge, anything else replaces). */
+function merge<T>(base: T, overrides: Record<string, unknown>): T {
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(overrides)) {
+    const b = out[k];
+    const nested = typeof v === 'object' && v !== null && !Array.isArray(v) && typeof b === 'object' && b !== null;
+    out[k] = nested ? merge(b, v as Record<string, unknown>) : v;
+  }
+  return out as T;
+}
+
+function modelRunner(g: GoldenFile, loss: LossSpec, cfg: ModelConfig): { runner: Runner; dispose: () => void } {
+  const model = buildModel(cfg, Number(g.metadata.num_classes), 0);
   loadInto(model, g);
   return {
     runner: {
@@ -252,21 +238,20 @@ function modelRunner(g: GoldenFile, loss: LossSpec, variant: Variant): { runner:
   };
 }
 
-function backboneRunner(g: GoldenFile, loss: LossSpec, variant: Variant): { runner: Runner; dispose: () => void } {
-  const c = g.meta<GoldenConfig>('config');
-  const resnet = new ResNet({ depth: c.depth, stem: c.stem, outputStride: c.output_stride, baseChannels: c.base_channels, contractDilation: variant === 'contract' });
-  loadInto(resnet, g, 'backbone.');
+function backboneRunner(g: GoldenFile, loss: LossSpec, cfg: ModelConfig): { runner: Runner; dispose: () => void } {
+  const backbone = buildBackbone(cfg);
+  loadInto(backbone, g, 'backbone.');
   return {
     runner: {
-      module: resnet,
+      module: backbone,
       forward(x, ctx) {
-        return new Map(resnet.forward(x, ctx).map((t, i) => [`stage${i + 1}`, t]));
+        return new Map(backbone.forward(x, ctx).map((t, i) => [`stage${i + 1}`, t]));
       },
       lossTerm(name) {
         return { coef: 1, seed: loss.noise_seeds.stage + Number(name.slice('stage'.length)) - 1 };
       },
     },
-    dispose: () => resnet.dispose(),
+    dispose: () => backbone.dispose(),
   };
 }
 
@@ -274,14 +259,19 @@ before(async () => {
   assert.ok(await tf.setBackend('cpu'), 'could not select the cpu backend');
 });
 
-const CASES: { file: string; backboneOnly: boolean }[] = [
-  { file: 'model-pspnet-r18-v1b-os8.safetensors', backboneOnly: false },
-  { file: 'model-pspnet-r50-v1c-os16.safetensors', backboneOnly: false },
-  { file: 'model-resnet18-v1d-os8.safetensors', backboneOnly: true },
-];
+const FILES = readdirSync(PARITY_DIR)
+  .filter((f) => f.startsWith('model-') && f.endsWith('.safetensors'))
+  .sort();
 
-for (const { file, backboneOnly } of CASES) {
+test('the parity fixtures hold model cases', () => {
+  assert.ok(FILES.length >= 3, `found ${FILES.length} model-*.safetensors files`);
+});
+
+for (const file of FILES) {
   const g = readGoldens(file);
+  const backboneOnly = g.meta<boolean>('backbone_only');
+  const modelCfg = g.meta<ModelConfig>('model');
+  const variants = g.meta<Record<string, Record<string, unknown>>>('variants');
   const input = g.meta<InputSpec>('input');
   const outSub = Number(g.metadata.out_sub);
   const loss = g.meta<LossSpec>('loss');
@@ -292,8 +282,9 @@ for (const { file, backboneOnly } of CASES) {
   const localName = (n: string) => n.slice(prefix.length);
 
   describe(`parity with PyTorch: ${g.metadata.case} (input [${input.shape}])`, () => {
-    const resultsFor = (variant: Variant): Results => {
-      const { runner, dispose } = backboneOnly ? backboneRunner(g, loss, variant) : modelRunner(g, loss, variant);
+    const resultsFor = (variant: string): Results => {
+      const cfg = merge(modelCfg, variants[variant]);
+      const { runner, dispose } = backboneOnly ? backboneRunner(g, loss, cfg) : modelRunner(g, loss, cfg);
       try {
         const r = run(runner, input, outSub, gradNames.map(localName), bnNames.map(localName));
         // back to the golden's (prefixed) names
@@ -304,8 +295,8 @@ for (const { file, backboneOnly } of CASES) {
       }
     };
 
-    for (const variant of VARIANTS) {
-      test(`matches PyTorch with dilation '${variant}' (contract_dilation: ${variant === 'contract'})`, (t) => {
+    for (const variant of Object.keys(variants)) {
+      test(`matches PyTorch, variant '${variant}' ${JSON.stringify(variants[variant])}`, (t) => {
         const failures = compare(t, g, variant, resultsFor(variant), gradNames);
         assert.deepEqual(failures, []);
       });

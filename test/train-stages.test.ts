@@ -6,7 +6,7 @@ import { loadCheckpoint } from '../src/checkpoint/checkpoint-manager';
 import { ConfigError } from '../src/config/config-error';
 import { resolveConfig } from '../src/config/load-config';
 import { buildModel } from '../src/models/build-model';
-import { isFrozen, paramSettings, StagePlan } from '../src/train/stage-plan';
+import { frozenStagePatterns, isFrozen, paramSettings, StagePlan } from '../src/train/stage-plan';
 import { train, TrainingInterrupted } from '../src/train/train-run';
 import { RecordingLogger } from './helpers/recording-logger';
 import { Sgd } from '../src/train/sgd';
@@ -107,4 +107,50 @@ test('two stages: the backbone stays at its init in stage 1, and resuming at the
   let max = 0;
   for (const [name, t] of a) t.data.forEach((x, i) => (max = Math.max(max, Math.abs(x - b.get(name)!.data[i]))));
   assert.ok(max <= 1e-6, `weights differ by ${max}`);
+});
+
+test('model.backbone.frozen_stages and norm_eval: the stem and stage 1 never move, backbone BNs keep their statistics', async () => {
+  const dataRoot = path.join(tempDir('frozen-stages-data'), 'synth');
+  const dir = tempDir('frozen-stages');
+  const cfg = resolveConfig({ overrides: [...tinyOverrides(dir, dataRoot), 'train.epochs=1', 'model.backbone.frozen_stages=1', 'model.backbone.norm_eval=true'] });
+  const log = new RecordingLogger();
+  const result = await train(cfg, { logger: log });
+  assert.ok(log.lines.some((l) => /\(frozen: backbone\.conv1, backbone\.bn1, backbone\.layer1\)/.test(l)), log.lines.join('\n'));
+  const trained = loadCheckpoint(result.checkpoint!).model;
+  const init = buildModel(cfg.model, 3, cfg.seed);
+  const moved = (name: string, v: tf.Variable) => {
+    const saved = trained.get(name)!.data;
+    return !Array.from(v.dataSync()).every((x, i) => x === saved[i]);
+  };
+  const frozen = /^backbone\.(conv1|bn1|layer1)\./;
+  let checked = 0;
+  for (const [name, v] of init.namedParameters()) {
+    if (frozen.test(name)) assert.ok(!moved(name, v), `${name} trained though frozen_stages is 1`);
+    else if (/\.(conv\d?|conv_seg)\.weight$|conv\d\.weight$/.test(name)) assert.ok(moved(name, v), `${name} did not train`);
+    checked++;
+  }
+  for (const [name, v] of init.namedBuffers()) {
+    // norm_eval: no backbone BN updates its running statistics; the heads' BNs do
+    if (name.startsWith('backbone.')) assert.ok(!moved(name, v), `${name} changed under norm_eval`);
+    else if (name.endsWith('running_mean')) assert.ok(moved(name, v), `${name} did not update`);
+  }
+  assert.ok(checked > 20);
+  init.dispose();
+});
+
+test('frozen_stages names the stem and stages of each stem type', () => {
+  for (const [stem, first] of [['v1b', ['backbone.conv1', 'backbone.bn1']], ['v1c', ['backbone.stem']], ['v1d', ['backbone.stem']]] as const) {
+    const cfg = resolveConfig({ overrides: [`model.backbone.stem=${stem}`, 'model.backbone.base_channels=4', 'model.head.channels=4', 'model.aux.channels=4'] });
+    const model = buildModel(cfg.model, 3, 0);
+    const stages = model.backbone.stageModules;
+    assert.deepEqual(frozenStagePatterns(stages, -1), []);
+    assert.deepEqual(frozenStagePatterns(stages, 0), first);
+    assert.deepEqual(frozenStagePatterns(stages, 4), [...first, 'backbone.layer1', 'backbone.layer2', 'backbone.layer3', 'backbone.layer4']);
+    // every parameter of the backbone falls under exactly one stage
+    for (const [name] of model.namedParameters().filter(([n]) => n.startsWith('backbone.'))) {
+      assert.equal(stages.filter((mods) => mods.some((m) => name.startsWith(`backbone.${m}.`))).length, 1, name);
+    }
+    model.dispose();
+  }
+  assert.throws(() => resolveConfig({ overrides: ['model.backbone.frozen_stages=5'] }), /model\.backbone\.frozen_stages/);
 });

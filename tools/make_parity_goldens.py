@@ -8,11 +8,10 @@ Run once with Debian's PyTorch (apt-get install python3-torch) and commit the ou
 
 The tests (test/parity-*.test.ts) only read the files; they never need PyTorch.
 
-What is built here is our own small re-implementation of mmsegmentation's semantics, written for this
-purpose: ResNet (V1b: 7x7 stem; V1c: 3-conv deep stem; V1d: deep stem + average-pool shortcut), the
-dilated stages of its PSPNet configs (strides 1,2,1,1 / dilations 1,1,2,4 for output stride 8;
-1,2,2,1 / 1,1,1,2 for 16), PSPHead, an FCNHead auxiliary head on stage 3, and EncoderDecoder's final
-bilinear resize. Module attribute names are chosen so that state_dict() keys are mmseg's.
+The PyTorch references are our own small re-implementations of the originals' semantics, written for
+this purpose, in tools/parity/ (reference.py builds one from a segdist model config through explicit
+tables keyed by backbone.type and head.type). Module attribute names are chosen so that state_dict()
+keys are segdist's (mmseg's where mmseg has the model).
 
 Everything is deterministic (a rerun writes byte-identical files): weights come from seeded
 torch.Generators, inputs from noise() below; the reference results are computed in float64 from those
@@ -37,10 +36,16 @@ import math
 import os
 import struct
 
+import sys
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from parity.common import noise, randn, uniform  # noqa: E402
+from parity.reference import build_reference, merge  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------
 # safetensors writer
@@ -98,207 +103,6 @@ class Golden:
 
 
 # ----------------------------------------------------------------------------------------------------
-# deterministic data
-
-
-def noise(shape, seed):
-    """Values in [-1, 1): a murmur3-style finaliser of (k * golden + seed * c) over the flat index k,
-    all in wrapping uint32 arithmetic, then u / 2^32 * 2 - 1 rounded once to float32. Exact in any
-    language with uint32 multiply (JS: Math.imul), so the TypeScript side regenerates it bit for bit.
-    Returned as float32 values in a float64 tensor."""
-    n = int(np.prod(shape))
-    with np.errstate(over="ignore"):
-        x = np.arange(n, dtype=np.uint32) * np.uint32(0x9E3779B1) + np.uint32((seed * 0x85EBCA77) & 0xFFFFFFFF)
-        x ^= x >> np.uint32(16)
-        x *= np.uint32(0x7FEB352D)
-        x ^= x >> np.uint32(15)
-        x *= np.uint32(0x846CA68B)
-        x ^= x >> np.uint32(16)
-    v = (x.astype(np.float64) / 4294967296.0 * 2.0 - 1.0).astype(np.float32)
-    return torch.from_numpy(v.reshape(shape)).double()
-
-
-def randn(gen, *shape):
-    return torch.randn(*shape, generator=gen, dtype=torch.float32)
-
-
-def uniform(gen, lo, hi, *shape):
-    return lo + (hi - lo) * torch.rand(*shape, generator=gen, dtype=torch.float32)
-
-
-# ----------------------------------------------------------------------------------------------------
-# mmseg-style modules (our own implementation of its semantics)
-
-
-def conv3x3(cin, cout, stride=1, dilation=1):
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
-
-
-class BasicBlock(nn.Module):
-    """mmseg's BasicBlock: only conv1 carries stride and dilation; conv2 is a plain 3x3."""
-
-    expansion = 1
-
-    def __init__(self, inplanes, planes, stride, dilation, downsample):
-        super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride, dilation)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    """mmseg's Bottleneck, style 'pytorch': the 3x3 carries stride and dilation."""
-
-    expansion = 4
-
-    def __init__(self, inplanes, planes, stride, dilation, downsample):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride, dilation)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
-
-
-ARCH = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3))}
-STAGES = {8: ((1, 2, 1, 1), (1, 1, 2, 4)), 16: ((1, 2, 2, 1), (1, 1, 1, 2)), 32: ((1, 2, 2, 2), (1, 1, 1, 1))}
-
-
-class ResNet(nn.Module):
-    """mmseg ResNet / ResNetV1c / ResNetV1d with stem_channels = base_channels."""
-
-    def __init__(self, depth, stem, output_stride, base, contract_dilation):
-        super().__init__()
-        block, counts = ARCH[depth]
-        strides, dilations = STAGES[output_stride]
-        self.stem_type = stem
-        if stem == "v1b":
-            self.conv1 = nn.Conv2d(3, base, 7, stride=2, padding=3, bias=False)
-            self.bn1 = nn.BatchNorm2d(base)
-            self.relu = nn.ReLU()
-        else:
-            half = base // 2
-            self.stem = nn.Sequential(
-                nn.Conv2d(3, half, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(half), nn.ReLU(),
-                nn.Conv2d(half, half, 3, padding=1, bias=False), nn.BatchNorm2d(half), nn.ReLU(),
-                nn.Conv2d(half, base, 3, padding=1, bias=False), nn.BatchNorm2d(base), nn.ReLU(),
-            )
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        avg_down = stem == "v1d"
-        inplanes = base
-        self.out_channels = []
-        for i in range(4):
-            planes = base * 2 ** i
-            stride, dilation = strides[i], dilations[i]
-            out = planes * block.expansion
-            downsample = None
-            if stride != 1 or inplanes != out:
-                members = []
-                if avg_down:
-                    # mmseg adds the pool even for stride 1 (a 1x1 identity pool), so the conv is .1
-                    members.append(nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False))
-                members += [nn.Conv2d(inplanes, out, 1, stride=1 if avg_down else stride, bias=False),
-                            nn.BatchNorm2d(out)]
-                downsample = nn.Sequential(*members)
-            first_dilation = dilation // 2 if (contract_dilation and dilation > 1) else dilation
-            blocks = [block(inplanes, planes, stride, first_dilation, downsample)]
-            for _ in range(1, counts[i]):
-                blocks.append(block(out, planes, 1, dilation, None))
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-            inplanes = out
-            self.out_channels.append(out)
-
-    def forward(self, x):
-        if self.stem_type == "v1b":
-            x = self.relu(self.bn1(self.conv1(x)))
-        else:
-            x = self.stem(x)
-        x = self.maxpool(x)
-        outs = []
-        for i in range(4):
-            x = getattr(self, f"layer{i + 1}")(x)
-            outs.append(x)
-        return outs
-
-
-class ConvModule(nn.Module):
-    """mmcv ConvModule as mmseg's heads use it: conv (no bias) -> bn -> relu."""
-
-    def __init__(self, cin, cout, k, padding=0):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
-
-
-class PSPHead(nn.Module):
-    def __init__(self, cin, ch, num_classes, pool_scales, align_corners):
-        super().__init__()
-        self.align_corners = align_corners
-        self.psp_modules = nn.ModuleList(
-            [nn.Sequential(nn.AdaptiveAvgPool2d(s), ConvModule(cin, ch, 1)) for s in pool_scales])
-        self.bottleneck = ConvModule(cin + len(pool_scales) * ch, ch, 3, padding=1)
-        self.conv_seg = nn.Conv2d(ch, num_classes, 1)  # dropout 0 in the goldens
-
-    def forward(self, feats):
-        x = feats[3]
-        outs = [x] + [F.interpolate(m(x), size=x.shape[2:], mode="bilinear", align_corners=self.align_corners)
-                      for m in self.psp_modules]
-        return self.conv_seg(self.bottleneck(torch.cat(outs, dim=1)))
-
-
-class FCNHead(nn.Module):
-    """num_convs 1, kernel 3, concat_input False: mmseg's PSPNet auxiliary head."""
-
-    def __init__(self, cin, ch, num_classes):
-        super().__init__()
-        self.convs = nn.Sequential(ConvModule(cin, ch, 3, padding=1))
-        self.conv_seg = nn.Conv2d(ch, num_classes, 1)
-
-    def forward(self, feats):
-        return self.conv_seg(self.convs(feats[2]))
-
-
-class EncoderDecoder(nn.Module):
-    def __init__(self, backbone, decode_head, auxiliary_head, align_corners):
-        super().__init__()
-        self.backbone = backbone
-        self.decode_head = decode_head
-        if auxiliary_head is not None:
-            self.auxiliary_head = auxiliary_head
-        self.align_corners = align_corners
-
-    def forward(self, x):
-        feats = self.backbone(x)
-        size = x.shape[2:]
-        up = lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=self.align_corners)
-        out = up(self.decode_head(feats))
-        aux = up(self.auxiliary_head(feats)) if hasattr(self, "auxiliary_head") else None
-        return out, aux
-
-
-# ----------------------------------------------------------------------------------------------------
 # weights
 
 
@@ -321,8 +125,8 @@ def randomize(model, gen, calibrate):
         # at random init is chaotic (perturbations grow block after block), and a ResNet-50 amplified
         # float32 rounding to ~5e-5 at the logits. Damped branches keep every case well conditioned.
         for m in model.modules():
-            if isinstance(m, (BasicBlock, Bottleneck)):
-                last = m.bn3 if isinstance(m, Bottleneck) else m.bn2
+            if hasattr(m, "last_bn"):
+                last = m.last_bn()
                 last.weight.copy_(uniform(gen, 0.2, 0.5, *last.weight.shape))
         bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
         for m in bns:
@@ -355,11 +159,34 @@ def state_of(model):
 # ----------------------------------------------------------------------------------------------------
 # model cases
 
+def resnet_psp(depth, stem, output_stride, align_corners, aux, base=4, head=8, aux_channels=8):
+    """A segdist model config (the `model` section): ResNet + PSPHead (+ FCN aux), widths reduced."""
+    return {
+        "norm": "bn",
+        "align_corners": align_corners,
+        "backbone": {"type": "resnet", "depth": depth, "stem": stem, "output_stride": output_stride,
+                     "base_channels": base, "contract_dilation": True},
+        "head": {"type": "psp", "channels": head, "dropout": 0, "pool_scales": [1, 2, 3, 6]},
+        "aux": {"enabled": aux, "channels": aux_channels, "weight": AUX_WEIGHT, "dropout": 0},
+    }
+
+
+# Both readings of mmseg's dilated ResNet are recorded: contract_dilation True is what mmseg's
+# PSPNet/DeepLab configs set (first block of a dilated stage uses dilation/2); False is the ResNet
+# class default (every block of the stage uses the stage's dilation). Weights are the same.
+DILATION_VARIANTS = [("contract", {"backbone": {"contract_dilation": True}}),
+                     ("plain", {"backbone": {"contract_dilation": False}})]
+
+LOSS_SEEDS = {"out": 11, "aux": 12, "stage": 20}  # stage i uses 20 + i
+AUX_WEIGHT = 0.4
+
+# A case: `model` is the segdist model config the test builds with buildModel (with backbone_only,
+# just its backbone); `variants` are (label, overrides of `model`) computed with the same weights;
+# `grads` the parameters whose gradients are checked.
 MODEL_CASES = [
     # ResNet-18 V1b, output stride 8, PSPHead + FCN auxiliary head; align_corners False (mmseg).
-    dict(name="pspnet-r18-v1b-os8", seed=101, depth=18, stem="v1b", output_stride=8, base_channels=4,
-         head_channels=8, aux_channels=8, num_classes=3, align_corners=False, aux=True,
-         input=(2, 3, 27, 35),
+    dict(name="pspnet-r18-v1b-os8", seed=101, model=resnet_psp(18, "v1b", 8, False, True), num_classes=3,
+         variants=DILATION_VARIANTS, input=(2, 3, 27, 35),
          grads=["backbone.conv1.weight", "backbone.bn1.weight", "backbone.bn1.bias",
                 "backbone.layer1.0.conv1.weight", "backbone.layer2.0.downsample.0.weight",
                 "backbone.layer3.0.conv1.weight", "backbone.layer3.1.conv1.weight",
@@ -370,9 +197,8 @@ MODEL_CASES = [
                 "auxiliary_head.convs.0.conv.weight", "auxiliary_head.conv_seg.weight",
                 "auxiliary_head.conv_seg.bias"]),
     # ResNet-50 V1c (deep stem), output stride 16, PSPHead only; align_corners True (semseg's choice).
-    dict(name="pspnet-r50-v1c-os16", seed=206, depth=50, stem="v1c", output_stride=16, base_channels=4,
-         head_channels=8, aux_channels=8, num_classes=3, align_corners=True, aux=False,
-         input=(2, 3, 65, 49),
+    dict(name="pspnet-r50-v1c-os16", seed=206, model=resnet_psp(50, "v1c", 16, True, False), num_classes=3,
+         variants=DILATION_VARIANTS, input=(2, 3, 65, 49),
          grads=["backbone.stem.0.weight", "backbone.stem.4.weight", "backbone.stem.6.weight",
                 "backbone.layer1.0.downsample.0.weight", "backbone.layer1.0.conv3.weight",
                 "backbone.layer3.0.conv2.weight", "backbone.layer3.5.bn2.weight",
@@ -381,33 +207,44 @@ MODEL_CASES = [
                 "decode_head.psp_modules.2.1.bn.weight", "decode_head.bottleneck.bn.weight",
                 "decode_head.conv_seg.weight", "decode_head.conv_seg.bias"]),
     # ResNet-18 V1d (deep stem + avg-pool shortcut), output stride 8, backbone only: stage outputs.
-    dict(name="resnet18-v1d-os8", seed=303, depth=18, stem="v1d", output_stride=8, base_channels=4,
-         backbone_only=True, input=(2, 3, 33, 41),
+    dict(name="resnet18-v1d-os8", seed=303, model=resnet_psp(18, "v1d", 8, False, False), num_classes=3,
+         backbone_only=True, variants=DILATION_VARIANTS, input=(2, 3, 33, 41),
          grads=["backbone.stem.0.weight", "backbone.stem.1.weight", "backbone.stem.7.bias",
                 "backbone.layer2.0.downsample.1.weight", "backbone.layer3.0.downsample.1.weight",
                 "backbone.layer3.1.conv1.weight", "backbone.layer4.0.conv1.weight",
                 "backbone.layer4.1.bn1.weight", "backbone.layer4.1.bn2.bias"]),
 ]
 
-# Both readings of mmseg's dilated ResNet are recorded: contract_dilation True is what mmseg's
-# PSPNet/DeepLab configs set (first block of a dilated stage uses dilation/2); False is the ResNet
-# class default (every block of the stage uses the stage's dilation). Weights are the same.
-VARIANTS = [("contract", True), ("plain", False)]
 
-LOSS_SEEDS = {"out": 11, "aux": 12, "stage": 20}  # stage i uses 20 + i
-AUX_WEIGHT = 0.4
+def backbone_case(depth, stem, output_stride, seed, input):
+    """A backbone-only case of the ResNet matrix (depth x stem x output stride)."""
+    first = "backbone.conv1.weight" if stem == "v1b" else "backbone.stem.0.weight"
+    stem_bn = "backbone.bn1.bias" if stem == "v1b" else "backbone.stem.4.bias"
+    last = 2 if depth == 18 else 3  # the last 3x3 conv of a block: conv2 in BasicBlock, conv2 in Bottleneck
+    grads = [first, stem_bn, "backbone.layer1.0.conv1.weight", "backbone.layer2.0.downsample.%d.weight"
+             % (1 if stem == "v1d" else 0), "backbone.layer3.0.conv2.weight", "backbone.layer3.1.bn1.weight",
+             "backbone.layer4.0.conv1.weight", f"backbone.layer4.1.bn{last}.bias"]
+    name = f"resnet{depth}-{stem}-os{output_stride}"
+    return dict(name=name, seed=seed, model=resnet_psp(depth, stem, output_stride, False, False), num_classes=3,
+                backbone_only=True, variants=DILATION_VARIANTS, input=input, grads=grads)
 
 
-def build(case, contract):
-    backbone = ResNet(case["depth"], case["stem"], case["output_stride"], case["base_channels"], contract)
-    if case.get("backbone_only"):
-        wrapper = nn.Module()
-        wrapper.backbone = backbone
-        return wrapper
-    c = backbone.out_channels
-    head = PSPHead(c[3], case["head_channels"], case["num_classes"], (1, 2, 3, 6), case["align_corners"])
-    aux = FCNHead(c[2], case["aux_channels"], case["num_classes"]) if case["aux"] else None
-    return EncoderDecoder(backbone, head, aux, case["align_corners"])
+# The rest of the ResNet matrix (18/50 x V1b/V1c/V1d x OS 8/16; the three cases above are the others).
+MODEL_CASES += [
+    backbone_case(18, "v1b", 16, 401, (2, 3, 37, 29)),
+    backbone_case(18, "v1c", 8, 402, (2, 3, 29, 37)),
+    backbone_case(18, "v1c", 16, 403, (2, 3, 41, 33)),
+    backbone_case(18, "v1d", 16, 404, (2, 3, 35, 43)),
+    backbone_case(50, "v1b", 8, 435, (2, 3, 33, 27)),
+    backbone_case(50, "v1b", 16, 426, (2, 3, 49, 41)),
+    backbone_case(50, "v1c", 8, 417, (2, 3, 27, 35)),
+    backbone_case(50, "v1d", 8, 428, (2, 3, 31, 39)),
+    backbone_case(50, "v1d", 16, 419, (2, 3, 45, 53)),
+]
+
+
+def build(case, overrides):
+    return build_reference(merge(case["model"], overrides), case["num_classes"], case.get("backbone_only", False))
 
 
 def run_model(model, case, x, scale=False):
@@ -432,9 +269,9 @@ def run_model(model, case, x, scale=False):
     return outs, loss
 
 
-def compute_case(case, ref, x, contract, dtype):
-    """Everything a case checks, for one dilation variant, computed in `dtype`: {key: tensor}."""
-    model = build(case, contract).to(dtype)
+def compute_case(case, ref, x, overrides, dtype):
+    """Everything a case checks, for one variant, computed in `dtype`: {key: tensor}."""
+    model = build(case, overrides).to(dtype)
     model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in ref.state_dict().items()})
     xd = x.to(dtype)
     res = {}
@@ -502,7 +339,7 @@ def model_input(case):
 
 def make_model_case(case, out_dir):
     gen = torch.Generator().manual_seed(case["seed"])
-    ref = build(case, True)
+    ref = build(case, case["variants"][0][1])
     x = model_input(case)
     calib = randn(gen, *case["input"])
     randomize(ref, gen, lambda m: run_model(m, case, calib))
@@ -513,9 +350,9 @@ def make_model_case(case, out_dir):
         g.add(k, v)
     summary = {}
     f32_errors = {}
-    for label, contract in VARIANTS:
-        res, bn_names = compute_case(case, ref, x, contract, torch.float64)
-        res32, _ = compute_case(case, ref, x, contract, torch.float32)
+    for label, overrides in case["variants"]:
+        res, bn_names = compute_case(case, ref, x, overrides, torch.float64)
+        res32, _ = compute_case(case, ref, x, overrides, torch.float32)
         errs = {k: rel_err(res32[k], v) for k, v in res.items() if k != "train/loss_scale"}
         errs["train/loss"] = float(abs(res32["train/loss"] - res["train/loss"]) / res["train/loss_scale"])
         bad = {k: e for k, e in errs.items() if not e < CONDITIONING_LIMIT}
@@ -528,17 +365,15 @@ def make_model_case(case, out_dir):
             g.add(f"golden/{label}/{k}", v)
         summary[label] = float(res["train/loss"])
 
-    cfg = {k: case[k] for k in ("depth", "stem", "output_stride", "base_channels")}
-    if not case.get("backbone_only"):
-        cfg.update({k: case[k] for k in ("head_channels", "aux_channels", "num_classes", "align_corners", "aux")})
-        cfg["pool_scales"] = [1, 2, 3, 6]
     meta = {
         "torch": torch.__version__,
         "case": case["name"],
-        "config": json.dumps(cfg),
+        "model": json.dumps(case["model"]),
+        "num_classes": str(case["num_classes"]),
+        "backbone_only": json.dumps(bool(case.get("backbone_only", False))),
         "grads": json.dumps(case["grads"]),
         "bn_names": json.dumps(bn_names),
-        "variants": json.dumps({label: {"contract_dilation": c} for label, c in VARIANTS}),
+        "variants": json.dumps(dict(case["variants"])),
         "input": json.dumps({"shape": list(case["input"]), "noise_seed": case["seed"],
                              "sample_scale": INPUT_SCALE, "sample_shift": INPUT_SHIFT}),
         "loss": json.dumps({"noise_seeds": LOSS_SEEDS, "aux_weight": AUX_WEIGHT}),

@@ -71,6 +71,8 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
       stem: str('v1b', 'v1b (7x7 conv), v1c (three 3x3 convs) or v1d (v1c + avg-pool shortcut).', { choices: ['v1b', 'v1c', 'v1d'] }),
       output_stride: int(8, 'Output stride: 8 (stages 3-4 dilated 2 and 4) or 16 (stage 4 dilated 2).', { choices: [8, 16] }),
       contract_dilation: bool(true, 'The first block of a dilated stage uses half the dilation (mmseg\'s PSPNet/DeepLab configs, torchvision); false: the full dilation in every block (semseg).'),
+      frozen_stages: int(-1, 'Backbone stages that never train, as mmseg\'s frozen_stages: -1 none, 0 the stem, n the stem and stages 1..n (their BNs use running statistics). Applies in every stage of schedule.stages.', { min: -1, max: 4 }),
+      norm_eval: bool(false, 'Every backbone batch-norm uses its running statistics while training (mmseg\'s norm_eval; for small batches on pretrained weights).'),
       base_channels: int(8, 'Width of the first stage; every stage scales with it. 64 is the standard network; the default 8 trains in minutes on a CPU.', { min: 1 }),
       multi_grid: list(null, int(null, '', { min: 1 }), 'DeepLab\'s multi-grid: one factor per block of the last stage (e.g. [1, 2, 4] for ResNet-50/101), each block dilated by the stage\'s dilation times its factor; replaces contract_dilation there. null: none.', { nullable: true, minLength: 1 }),
     }),

@@ -25,6 +25,10 @@ export interface ModelConfig {
      * (mmseg's contract_dilation, which its PSPNet configs set to true).
      */
     contract_dilation?: boolean;
+    /** mmseg's frozen_stages: -1 none, 0 the stem, n the stem and stages 1..n (default -1). */
+    frozen_stages?: number;
+    /** mmseg's norm_eval: every backbone BN uses its running statistics while training (default false). */
+    norm_eval?: boolean;
     /** Optional, default null: DeepLab's multi-grid factors for stage 4's blocks (e.g. [1, 2, 4]). */
     multi_grid?: number[] | null;
   };
@@ -102,6 +106,11 @@ function pick<T>(table: Record<string, T>, kind: string, name: string): T {
   return table[name];
 }
 
+/** The backbone of `cfg` alone (weights not yet initialised). */
+export function buildBackbone(cfg: ModelConfig): Backbone {
+  return pick<(c: ModelConfig) => Backbone>(BACKBONES, 'backbone', cfg.backbone.type)(cfg);
+}
+
 /**
  * Assembles backbone + decode head (+ FCN auxiliary head on stage 3) and draws every weight from `seed`
  * (a pure function of seed and parameter name; see Module.initialize).
@@ -113,7 +122,7 @@ export function buildModel(cfg: ModelConfig, numClasses: number, seed: number): 
   if (!NORM_TYPES.includes(cfg.norm)) {
     throw new Error(`Unknown norm type '${cfg.norm}'; valid: ${NORM_TYPES.join(', ')}`);
   }
-  const backbone = pick<(c: ModelConfig) => Backbone>(BACKBONES, 'backbone', cfg.backbone.type)(cfg);
+  const backbone = buildBackbone(cfg);
   const makeHead = pick<(c: ModelConfig, s: readonly number[], n: number) => DecodeHead>(HEADS, 'head', cfg.head.type);
   const decodeHead = makeHead(cfg, backbone.outChannels, numClasses);
   const auxiliaryHead = cfg.aux.enabled

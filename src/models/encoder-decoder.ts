@@ -10,6 +10,11 @@ import { resizeBilinear } from './resize';
 /** A feature extractor returning one NHWC map per stage; outChannels lists their widths. */
 export interface Backbone extends Module {
   readonly outChannels: readonly number[];
+  /**
+   * Child module names (relative to the backbone) of the stem (index 0) and of stages 1..4, so that
+   * training can freeze mmseg's frozen_stages by name.
+   */
+  readonly stageModules: readonly (readonly string[])[];
   forward(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D[];
 }
 

@@ -76,6 +76,7 @@ export class ResNet extends Module {
   /** Channels of the four stage outputs. */
   readonly outChannels: [number, number, number, number];
   readonly stemType: ResNetStem;
+  readonly stageModules: readonly (readonly string[])[];
   private readonly stemLayers: Layer[];
   private readonly maxpool: MaxPool2d;
   private readonly layers: Sequential[];
@@ -163,6 +164,7 @@ export class ResNet extends Module {
       outChannels.push(out);
     }
     this.outChannels = outChannels as [number, number, number, number];
+    this.stageModules = [stemType === 'v1b' ? ['conv1', 'bn1'] : ['stem'], ...this.layers.map((_, i) => [`layer${i + 1}`])];
   }
 
   /** The four stage outputs (strides 4, 8, 8|16, 8|16|32 for output stride 8|16|32). */

@@ -25,7 +25,8 @@ export class StagePlan {
   readonly stages: Stage[];
   readonly totalIterations: number;
 
-  constructor(private readonly cfg: SegdistConfig, itersPerEpoch: number) {
+  /** `alwaysFrozen`: patterns frozen in every stage on top of its own (the backbone's frozen_stages). */
+  constructor(private readonly cfg: SegdistConfig, itersPerEpoch: number, alwaysFrozen: readonly string[] = []) {
     this.totalIterations = cfg.train.epochs * itersPerEpoch;
     const rules = (list: ParamGroupRule[], at: string) =>
       list.map((r, i) => {
@@ -47,7 +48,7 @@ export class StagePlan {
       const stage: Stage = {
         index: i, name: s.name ?? `stage${i + 1}`, start, end: start + length,
         lr: s.lr ?? cfg.optimizer.lr, warmupIters: s.warmup_iters ?? cfg.schedule.warmup_iters,
-        frozen: s.frozen ?? [], normEval: s.norm_eval ?? true,
+        frozen: [...alwaysFrozen, ...(s.frozen ?? [])], normEval: s.norm_eval ?? true,
         groups: s.param_groups ? rules(s.param_groups, `${at}.param_groups`) : rules(cfg.optimizer.param_groups, 'optimizer.param_groups'),
       };
       start = stage.end;
@@ -67,6 +68,14 @@ export class StagePlan {
     const s = this.stageAt(iteration);
     return learningRate(iteration - s.start, s.end - s.start, s.lr, { ...this.cfg.schedule, warmup_iters: s.warmupIters });
   }
+}
+
+/**
+ * mmseg's frozen_stages as name patterns: the stem for 0, the stem and stages 1..n for n, none for -1.
+ * `stageModules` are the backbone's child names per stage (Backbone.stageModules).
+ */
+export function frozenStagePatterns(stageModules: readonly (readonly string[])[], frozenStages: number): string[] {
+  return stageModules.slice(0, frozenStages + 1).flat().map((name) => `backbone.${name}`);
 }
 
 /** Whether a parameter is frozen in a stage. */

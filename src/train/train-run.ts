@@ -25,7 +25,7 @@ import { loadModelState, modelStateDict } from './state-dict';
 import { TrainMetrics, TrainStats } from './train-metrics';
 import { trainStep } from './train-step';
 import { isImprovement, parseMonitor } from './monitor';
-import { groupName, isFrozen, paramSettings, Stage, StagePlan } from './stage-plan';
+import { frozenStagePatterns, groupName, isFrozen, paramSettings, Stage, StagePlan } from './stage-plan';
 import { BatchNorm2d } from '../models/batch-norm';
 import { previewGrid } from './val-preview';
 import { NullSummaryWriter, SummaryWriter, SummaryWriterLike } from '../tensorboard/summary-writer';
@@ -82,7 +82,8 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
 
   const itersPerEpoch = data.train.numBatches();
   if (itersPerEpoch === 0) throw new Error(`data.train.batch_size ${cfg.data.train.batch_size} is larger than the ${data.trainSize} training images`);
-  const plan = new StagePlan(cfg, itersPerEpoch);
+  const plan = new StagePlan(cfg, itersPerEpoch,
+    frozenStagePatterns(model.backbone.stageModules, cfg.model.backbone.frozen_stages ?? -1));
   const maxIterations = plan.totalIterations;
 
   let state: CheckpointState = {
@@ -141,13 +142,15 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
   // Entering a stage: what trains, with which multipliers, and which BN layers keep their statistics.
   let stage: Stage | undefined;
   let trainable = allParams;
+  const backboneNormEval = cfg.model.backbone.norm_eval ?? false;
   const enterStage = (next: Stage) => {
     stage = next;
     trainable = allParams.filter(([n]) => !isFrozen(next, n));
     optimizer.setParamSettings((n, v) => paramSettings(next, n, v));
     for (const [prefix, m] of model.namedModules()) {
       if (!(m instanceof BatchNorm2d)) continue;
-      m.normEval = next.normEval && isFrozen(next, `${prefix}.weight`) && isFrozen(next, `${prefix}.bias`);
+      m.normEval = (backboneNormEval && prefix.startsWith('backbone.')) ||
+        (next.normEval && isFrozen(next, `${prefix}.weight`) && isFrozen(next, `${prefix}.bias`));
     }
     const groups = new Map<string, number>();
     for (const [n, v] of trainable) groups.set(groupName(next, n), paramSettings(next, n, v).lrMult);

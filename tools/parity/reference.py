@@ -1,0 +1,44 @@
+"""Builds the PyTorch reference of a segdist model config (the `model` section of a segdist config, as
+a dict) through explicit tables keyed like segdist's build-model.ts."""
+
+import copy
+
+import torch.nn as nn
+
+from .heads import EncoderDecoder, FCNHead, PSPHead
+from .resnet import ResNet
+
+# backbone type -> (backbone section of the model config) -> module with .out_channels
+BACKBONES = {
+    "resnet": lambda b: ResNet(b["depth"], b["stem"], b["output_stride"], b["base_channels"],
+                               b.get("contract_dilation", True)),
+}
+
+# head type -> (model config, backbone out_channels, num_classes) -> module taking the stage list
+HEADS = {
+    "psp": lambda m, ch, k: PSPHead(ch[3], m["head"]["channels"], k, tuple(m["head"]["pool_scales"]),
+                                    m["align_corners"]),
+}
+
+
+def merge(base, overrides):
+    """base with overrides applied key by key (nested dicts merge, anything else replaces)."""
+    out = copy.deepcopy(base)
+    for k, v in overrides.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def build_reference(model_cfg, num_classes, backbone_only=False):
+    """The PyTorch twin of segdist's buildModel(model_cfg, num_classes): an EncoderDecoder returning
+    (out, aux) at the input's size, or with backbone_only a module whose .backbone gives the stages."""
+    backbone = BACKBONES[model_cfg["backbone"]["type"]](model_cfg["backbone"])
+    if backbone_only:
+        wrapper = nn.Module()
+        wrapper.backbone = backbone
+        return wrapper
+    ch = backbone.out_channels
+    head = HEADS[model_cfg["head"]["type"]](model_cfg, ch, num_classes)
+    aux_cfg = model_cfg["aux"]
+    aux = FCNHead(ch[2], aux_cfg["channels"], num_classes) if aux_cfg["enabled"] else None
+    return EncoderDecoder(backbone, head, aux, model_cfg["align_corners"])
