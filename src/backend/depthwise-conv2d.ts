@@ -29,13 +29,6 @@ export function depthwiseOutputSize(size: number, kernel: number, g: DepthwiseGe
   return size + 2 * g.padding - g.dilation * (kernel - 1);
 }
 
-/** Sums an [N, h, w, C] tensor over its first three axes as ones[1, R] x t[R, C]: the wasm Sum over
- * leading axes transposes the whole tensor first, a matmul with a ones row does not. */
-function sumToChannels(t: tf.Tensor4D): tf.Tensor1D {
-  const c = t.shape[3];
-  const rows = t.size / c;
-  return tf.reshape(tf.matMul(tf.ones([1, rows]), tf.reshape(t, [rows, c])), [c]);
-}
 
 /** [start, end) of the output positions whose input position (i + offset) lies inside [0, size). */
 function overlap(outSize: number, size: number, offset: number): [number, number] {
@@ -44,7 +37,8 @@ function overlap(outSize: number, size: number, offset: number): [number, number
   return [start, Math.max(start, end)];
 }
 
-function filterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, kh: number, kw: number, g: DepthwiseGeometry): tf.Tensor4D {
+/** dL/dfilter of depthwiseConv2d, [kh, kw, C, 1]; exported for the benchmark. */
+export function depthwiseFilterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, kh: number, kw: number, g: DepthwiseGeometry): tf.Tensor4D {
   const [n, h, w, c] = x.shape;
   const [, oh, ow] = dy.shape;
   return tf.tidy(() => {
@@ -62,14 +56,15 @@ function filterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, kh: number, kw: number,
         const size: [number, number, number, number] = [n, i1 - i0, j1 - j0, c];
         const dyWin = tf.slice(dy, [0, i0, j0, 0], size);
         const xWin = tf.slice(x, [0, i0 + oy, j0 + ox, 0], size);
-        taps.push(sumToChannels(tf.mul(dyWin, xWin)));
+        taps.push(tf.sum(tf.mul(dyWin, xWin), [0, 1, 2]));
       }
     }
     return tf.reshape(tf.stack(taps), [kh, kw, c, 1]);
   });
 }
 
-function inputGradient(dy: tf.Tensor4D, filter: tf.Tensor4D, inputShape: number[], g: DepthwiseGeometry): tf.Tensor4D {
+/** dL/dx of depthwiseConv2d; exported for the benchmark. */
+export function depthwiseInputGradient(dy: tf.Tensor4D, filter: tf.Tensor4D, inputShape: number[], g: DepthwiseGeometry): tf.Tensor4D {
   const [kh, kw] = filter.shape;
   const [, h, w] = inputShape;
   return tf.tidy(() => {
@@ -122,7 +117,7 @@ export function depthwiseConv2d(x: tf.Tensor4D, filter: tf.Tensor4D, g: Depthwis
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, ws] = saved as tf.Tensor4D[];
-        return [inputGradient(dy as tf.Tensor4D, ws, xs.shape, g), filterGradient(xs, dy as tf.Tensor4D, kh, kw, g)];
+        return [depthwiseInputGradient(dy as tf.Tensor4D, ws, xs.shape, g), depthwiseFilterGradient(xs, dy as tf.Tensor4D, kh, kw, g)];
       },
     };
   });
