@@ -8,7 +8,8 @@
 //   dx            our input gradient (forward + dx, minus forward) (the same kernel on dy with the flipped filter);
 //   dw            our filter gradient (per-tap window products reduced to [C]; both gradients minus
 //                 forward + dx);
-//   dw tf.sum     the same with tf.sum over the leading axes instead of the ones-row matmul;
+//   dw ones-mm    the same with each tap's reduction as ones[1, R] x product[R, C] instead of tf.sum
+//                 (which transposes the channels to the front first on wasm): measured slower;
 //   spread fwd    the forward conv with the zero-spread (d(k-1)+1)^2 filter, the usual work-around;
 //   phases fwd    the forward conv on the d*d phase sub-grids of the padded input batched together.
 // The last two are the alternatives the module's comment rejects; only their forward pass is timed
@@ -74,7 +75,7 @@ async function main(): Promise<void> {
     { os: 16, size: 32, dilations: [6, 12, 18] },
   ];
   console.log(`backend ${tf.getBackend()}, input [${n}, size, size, ${c}], 3x3 depthwise, ms (median of ${iters})`);
-  console.log('OS  map    d   forward      dx      dw  dw tf.sum  spread fwd  phases fwd');
+  console.log('OS  map    d   forward      dx      dw  dw ones-mm  spread fwd  phases fwd');
   for (const { os, size, dilations } of cases) {
     for (const d of dilations) {
       const x = tf.randomNormal([n, size, size, c]) as tf.Tensor4D;
@@ -90,9 +91,11 @@ async function main(): Promise<void> {
           const o = [ky * d - d, kx * d - d];
           const s = o.map((v) => Math.max(0, -v));
           const e = o.map((v) => Math.min(size, size - v));
-          if (e[0] <= s[0] || e[1] <= s[1]) { taps.push(tf.zeros([c])); continue; }
+          if (e[0] <= s[0] || e[1] <= s[1]) { taps.push(tf.zeros([1, c])); continue; }
           const sz: [number, number, number, number] = [n, e[0] - s[0], e[1] - s[1], c];
-          taps.push(tf.sum(tf.mul(tf.slice(dy, [0, s[0], s[1], 0], sz), tf.slice(x, [0, s[0] + o[0], s[1] + o[1], 0], sz)), [0, 1, 2]));
+          const prod = tf.mul(tf.slice(dy, [0, s[0], s[1], 0], sz), tf.slice(x, [0, s[0] + o[0], s[1] + o[1], 0], sz));
+          const rows = prod.size / c;
+          taps.push(tf.matMul(tf.ones([1, rows]), tf.reshape(prod, [rows, c])));
         }
         return tf.stack(taps);
       });
