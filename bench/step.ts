@@ -1,17 +1,15 @@
 // One training step of the default model on the wasm backend, with a per-kernel breakdown.
 //   npx tsc -p . && node dist/bench/step.js [--base 16 --batch 8 --size 128 --head 64 --aux 32]
-//       [--steps 5] [--warmup 2] [--also-r18] [--only-r18] [--stock] [--proposals] [--ab] [--by-shape]
+//       [--steps 5] [--warmup 2] [--also-r18] [--only-r18] [--stock] [--ab] [--by-shape]
 // The step is the trainer's own (trainStep: forward, cross-entropy + aux loss, variableGrads, SGD,
 // metrics). Prints the median step time, then kernels by total time per step (ms, calls, share).
 // --also-r18 repeats it for the real PSPNet-R18 (base 64, head 512, aux 256) at batch 4.
 // --stock puts the stock wasm kernels back in place of our replacements (no conv gradient kernels
 // at all: Conv2DBackpropFilter then fails, so --stock is only useful with --ab off and small models).
-// --proposals applies the changes proposed for src/models and src/train (bench/step-proposals.ts).
-// --ab alternates steps without (A) and with (B) the proposals in one process, profiled, and prints
-// both breakdowns and the B/A step-time ratio: on a shared machine only such ratios mean much.
-// --a-stock makes A the state before the src/backend work of this round as well: stock wasm
-// Identity, MaxPoolGrad, Slice and SplitV, no SIMD loops (the conv gradient kernels fill their
-// columns in JS).
+// --ab alternates steps with stock wasm Identity, MaxPoolGrad, Slice and SplitV and no SIMD loops (A;
+// the conv gradient kernels then fill their columns in JS) and with ours (B) in one process, profiled,
+// and prints both breakdowns and the B/A step-time ratio: on a shared machine only such ratios mean
+// much.
 import * as tf from '@tensorflow/tfjs';
 import * as os from 'node:os';
 import { loadBackend } from '../src/backend/load-backend';
@@ -23,7 +21,6 @@ import { Sgd } from '../src/train/sgd';
 import { TrainMetrics } from '../src/train/train-metrics';
 import { Rng } from '../src/util/rng';
 import { cpuMs, KernelProfiler, printBreakdown, wallMs } from './step-profile';
-import { applyModelProposals, proposals } from './step-proposals';
 
 interface Case {
   base: number;
@@ -105,7 +102,7 @@ function loadString(): string {
   return os.loadavg().map((l) => l.toFixed(2)).join(' ');
 }
 
-/** Stock and our configs of the wasm kernels that --a-stock swaps, wrapped by the profiler. */
+/** Stock and our configs of the wasm kernels that --ab swaps, wrapped by the profiler. */
 let swaps: { stock: tf.KernelConfig; ours: tf.KernelConfig }[] = [];
 
 function prepareSwaps(profiler: KernelProfiler): void {
@@ -118,10 +115,8 @@ function prepareSwaps(profiler: KernelProfiler): void {
   for (const s of swaps) profiler.wrap(s.stock);
 }
 
-/** Side A (false) or B (true): the proposals, and with --a-stock our kernels of this round. */
+/** Side A (false: stock kernels, no SIMD loops) or B (true: ours). */
 function setSide(on: boolean): void {
-  proposals.on = on;
-  if (!flag('a-stock')) return;
   disableSimdLoops(!on);
   for (const s of swaps) {
     const want = on ? s.ours : s.stock;
@@ -181,9 +176,8 @@ function runAB(c: Case, step: (i: number) => void, profiler: KernelProfiler, ste
   const m = metrics.read();
   console.log(`A/B over ${steps} steps each, interleaved; loss ${m.loss.toFixed(4)}; load ${loadString()}`);
   for (const k of [0, 1]) {
-    const aName = flag('a-stock') ? 'A: before (stock Identity/MaxPoolGrad/Slice/SplitV, no SIMD loops, src/models as is)' :
-        'A: src/models as is';
-    console.log(`\n[${k === 0 ? aName : 'B: with our kernels and the src/models proposals'}] step median ` +
+    const side = k === 0 ? 'A: stock Identity/MaxPoolGrad/Slice/SplitV, no SIMD loops' : 'B: our kernels';
+    console.log(`\n[${side}] step median ` +
                 `${median(times[k]).toFixed(0)} ms ${clockName} (min ${Math.min(...times[k]).toFixed(0)}; ` +
                 `mean ${mean(times[k]).toFixed(0)}; wall median ${median(walls[k]).toFixed(0)}); ` +
                 `tensors leaked ${tensors[k]}`);
@@ -235,24 +229,13 @@ function runPlain(step: (i: number) => void, profiler: KernelProfiler, steps: nu
 async function main(): Promise<void> {
   await loadBackend('wasm');
   if (flag('stock')) unregisterWasmKernels();
-  if (flag('proposals') || flag('ab')) applyModelProposals();
-  proposals.on = flag('proposals');
-  // --without bn: leave those proposals out of B (to measure each one's share).
-  const without = process.argv.indexOf('--without');
-  if (without >= 0) {
-    for (const k of process.argv[without + 1].split(',')) {
-      if (!(k in proposals) || k === 'on') throw new Error(`--without: unknown proposal ${k}`);
-      (proposals as Record<string, boolean>)[k] = false;
-    }
-  }
   const profiler = new KernelProfiler('wasm');
   // Swaps first: they re-register our kernels, which install() must then wrap.
-  if (flag('a-stock')) prepareSwaps(profiler);
+  if (flag('ab')) prepareSwaps(profiler);
   profiler.install();
   profiler.byShape = flag('by-shape');
   profiler.clock = clock;
-  console.log(`wasm, ${flag('stock') ? 'stock kernels' : 'segdist kernels'}` +
-              `${flag('proposals') ? ' + src/models proposals' : ''}; load ${loadString()}`);
+  console.log(`wasm, ${flag('stock') ? 'stock kernels' : 'segdist kernels'}; load ${loadString()}`);
   const steps = arg('steps', 5);
   const warmup = arg('warmup', 2);
   if (!flag('only-r18')) {

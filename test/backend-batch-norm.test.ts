@@ -11,6 +11,7 @@ import { batchNormInfer, batchNormTrain, type BatchNormReducer } from '../src/ba
 import { registerSegdistKernels, unregisterSegdistKernels } from '../src/backend/register-wasm-kernels';
 import { disableSimdLoops } from '../src/backend/wasm-simd';
 import { randomData, relativeError } from './helpers/compare';
+import { onBackend } from './helpers/tensors';
 
 const TOLERANCE = 1e-4;
 const EPS = 1e-5;
@@ -119,11 +120,6 @@ function compare(got: Result, want: Result, c: Case): void {
   got.grads.forEach((g, i) => assertClose(g, want.grads[i], names[i]));
 }
 
-async function on<T>(backend: string, fn: () => T): Promise<T> {
-  assert.ok(await tf.setBackend(backend), `could not switch to ${backend}`);
-  return fn();
-}
-
 let wasm: BackendWasm;
 
 before(async () => {
@@ -141,7 +137,7 @@ describe('batchNormTrain against plain ops on cpu', () => {
   CASES.forEach((c, i) => {
     test(c.name, async () => {
       const d = dataFor(c, 100 + 10 * i);
-      const want = await on('cpu', () => {
+      const want = await onBackend('cpu', () => {
         unregisterSegdistKernels();
         try {
           return reference(c, d);
@@ -149,18 +145,18 @@ describe('batchNormTrain against plain ops on cpu', () => {
           registerSegdistKernels();
         }
       });
-      compare(await on('wasm', () => ours(c, d)), want, c);
+      compare(await onBackend('wasm', () => ours(c, d)), want, c);
       disableSimdLoops(true);
       try {
-        compare(await on('wasm', () => ours(c, d)), want, c);
+        compare(await onBackend('wasm', () => ours(c, d)), want, c);
       } finally {
         disableSimdLoops(false);
       }
-      compare(await on('cpu', () => ours(c, d)), want, c);
+      compare(await onBackend('cpu', () => ours(c, d)), want, c);
       unregisterSegdistKernels();
       try {
-        compare(await on('cpu', () => ours(c, d)), want, c);
-        compare(await on('wasm', () => ours(c, d)), want, c);
+        compare(await onBackend('cpu', () => ours(c, d)), want, c);
+        compare(await onBackend('wasm', () => ours(c, d)), want, c);
       } finally {
         registerSegdistKernels();
       }
@@ -170,11 +166,11 @@ describe('batchNormTrain against plain ops on cpu', () => {
   test('the SIMD and JS loops give the same results on wasm', async () => {
     const c = CASES[3];
     const d = dataFor(c, 7);
-    const simd = await on('wasm', () => ours(c, d));
+    const simd = await onBackend('wasm', () => ours(c, d));
     disableSimdLoops(true);
     let js: Result;
     try {
-      js = await on('wasm', () => ours(c, d));
+      js = await onBackend('wasm', () => ours(c, d));
     } finally {
       disableSimdLoops(false);
     }
@@ -196,8 +192,8 @@ describe('SyncBN plumbing', () => {
     };
     for (const backend of ['wasm', 'cpu']) {
       names.length = 0;
-      const local = await on(backend, () => ours(c, d));
-      const synced = await on(backend, () => ours(c, d, twice));
+      const local = await onBackend(backend, () => ours(c, d));
+      const synced = await onBackend(backend, () => ours(c, d, twice));
       assert.deepEqual(names, ['test.bn/fwd', 'test.bn/bwd']);
       const rows = c.shape[0] * c.shape[1] * c.shape[2];
       assert.equal(synced.count, 2 * rows, 'count is the global one');
@@ -237,8 +233,8 @@ describe('batchNormInfer', () => {
         if (fused) return batchNormInfer(x, m, v, g, b, { eps: EPS, relu: true, residual: res }).dataSync();
         return tf.relu(tf.add(tf.add(tf.mul(tf.div(tf.sub(x, m), tf.sqrt(tf.add(v, EPS))), g), b), res)).dataSync();
       });
-      const want = await on('cpu', () => run(false));
-      assertClose(await on(backend, () => run(true)), want, 'y');
+      const want = await onBackend('cpu', () => run(false));
+      assertClose(await onBackend(backend, () => run(true)), want, 'y');
     });
   }
 });

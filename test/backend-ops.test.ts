@@ -15,17 +15,13 @@ import { bilinearMatrix } from '../src/models/resize';
 import { adaptivePoolMatrix } from '../src/models/adaptive-avg-pool';
 import { Rng } from '../src/util/rng';
 import { randomData, relativeError } from './helpers/compare';
+import { onBackend } from './helpers/tensors';
 
 const TOLERANCE = 1e-4;
 
 function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, tol = TOLERANCE): void {
   const err = relativeError(actual, expected);
   assert.ok(err < tol, `${what}: relative error ${err.toExponential(2)} >= ${tol}`);
-}
-
-async function on<T>(backend: string, fn: () => T): Promise<T> {
-  assert.ok(await tf.setBackend(backend), `could not switch to ${backend}`);
-  return fn();
 }
 
 let wasm: BackendWasm;
@@ -83,9 +79,9 @@ describe('conv2d with dilation: forward and gradients', () => {
       const xd = randomData(tf.util.sizeFromShape(c.x), 10 * i + 1);
       const wd = randomData(tf.util.sizeFromShape(c.filter), 10 * i + 2);
       const rd = randomData(tf.util.sizeFromShape(c.x) * 4, 10 * i + 3);
-      const want = await on('cpu', () => convGrads(c, xd, wd, rd, true));
+      const want = await onBackend('cpu', () => convGrads(c, xd, wd, rd, true));
       for (const backend of ['wasm', 'cpu']) {
-        const got = await on(backend, () => convGrads(c, xd, wd, rd, false));
+        const got = await onBackend(backend, () => convGrads(c, xd, wd, rd, false));
         assertClose(got.y, want.y, `${backend} y`);
         assertClose(got.dx, want.dx, `${backend} dx`);
         assertClose(got.dw, want.dw, `${backend} dw`);
@@ -98,7 +94,7 @@ describe('conv2d with dilation: forward and gradients', () => {
     const xd = randomData(tf.util.sizeFromShape(c.x), 71);
     const wd = randomData(tf.util.sizeFromShape(c.filter), 72);
     const rd = randomData(tf.util.sizeFromShape(c.x) * 4, 73);
-    const want = await on('cpu', () => convGrads(c, xd, wd, rd, true));
+    const want = await onBackend('cpu', () => convGrads(c, xd, wd, rd, true));
     await tf.setBackend('wasm');
     unregisterWasmKernels();
     let got: ReturnType<typeof convGrads>;
@@ -171,9 +167,9 @@ describe('softmaxCrossEntropy against the composed loss on cpu', () => {
   cases.forEach((c, i) => {
     test(c.name, async () => {
       const ld = randomData(tf.util.sizeFromShape(shape), 40 + i, -c.scale, c.scale);
-      const want = await on('cpu', () => ceRun(shape, ld, c.labels, c.ignore, crossEntropyReference));
+      const want = await onBackend('cpu', () => ceRun(shape, ld, c.labels, c.ignore, crossEntropyReference));
       for (const backend of ['wasm', 'cpu']) {
-        const got = await on(backend, () => ceRun(shape, ld, c.labels, c.ignore, softmaxCrossEntropy));
+        const got = await onBackend(backend, () => ceRun(shape, ld, c.labels, c.ignore, softmaxCrossEntropy));
         assert.ok(Math.abs(got.loss - want.loss) <= TOLERANCE * Math.abs(want.loss), `${backend} loss ${got.loss} vs ${want.loss}`);
         assertClose(got.grad, want.grad, `${backend} dlogits`);
       }
@@ -182,7 +178,7 @@ describe('softmaxCrossEntropy against the composed loss on cpu', () => {
 
   test('a batch with every pixel ignored gives 0 and a zero gradient', async () => {
     for (const backend of ['wasm', 'cpu']) {
-      const got = await on(backend, () => ceRun(shape, randomData(tf.util.sizeFromShape(shape), 9),
+      const got = await onBackend(backend, () => ceRun(shape, randomData(tf.util.sizeFromShape(shape), 9),
                                                 new Int32Array(pixels).fill(255), 255, softmaxCrossEntropy));
       assert.equal(got.loss, 0);
       assert.ok(got.grad.every((v) => v === 0));
@@ -191,10 +187,10 @@ describe('softmaxCrossEntropy against the composed loss on cpu', () => {
 
   test('without the kernels it is the composed loss', async () => {
     const ld = randomData(tf.util.sizeFromShape(shape), 60);
-    const want = await on('cpu', () => ceRun(shape, ld, cases[1].labels, 255, crossEntropyReference));
+    const want = await onBackend('cpu', () => ceRun(shape, ld, cases[1].labels, 255, crossEntropyReference));
     unregisterSegdistKernels();
     try {
-      const got = await on('wasm', () => ceRun(shape, ld, cases[1].labels, 255, softmaxCrossEntropy));
+      const got = await onBackend('wasm', () => ceRun(shape, ld, cases[1].labels, 255, softmaxCrossEntropy));
       assert.ok(Math.abs(got.loss - want.loss) <= TOLERANCE * want.loss);
       assertClose(got.grad, want.grad, 'dlogits');
     } finally {
@@ -254,15 +250,15 @@ describe('separableLinear against matmuls on cpu', () => {
         const dx = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t as tf.Tensor4D), r)))(x);
         return { y: y.dataSync() as Float32Array, dx: dx.dataSync() as Float32Array };
       });
-      const want = await on('cpu', () => run((x) => separableReference(x, a, b)));
+      const want = await onBackend('cpu', () => run((x) => separableReference(x, a, b)));
       for (const backend of ['wasm', 'cpu']) {
-        const got = await on(backend, () => run((x) => separableLinear(x, a, b)));
+        const got = await onBackend(backend, () => run((x) => separableLinear(x, a, b)));
         assertClose(got.y, want.y, `${backend} y`);
         assertClose(got.dx, want.dx, `${backend} dx`);
       }
       unregisterSegdistKernels();
       try {
-        const stock = await on('wasm', () => run((x) => separableLinear(x, a, b)));
+        const stock = await onBackend('wasm', () => run((x) => separableLinear(x, a, b)));
         assertClose(stock.y, want.y, 'stock-op fallback y');
         assertClose(stock.dx, want.dx, 'stock-op fallback dx');
       } finally {

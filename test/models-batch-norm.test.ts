@@ -9,15 +9,7 @@ import { BatchNorm2d } from '../src/models/batch-norm';
 import { Conv2d } from '../src/models/conv2d';
 import { Module } from '../src/models/module';
 import type { ForwardContext, StatReducer } from '../src/models/context';
-import { Rng } from '../src/util/rng';
-
-function randn(shape: number[], seed: number, mean = 0, std = 1): tf.Tensor {
-  const rng = new Rng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) v[i] = mean + std * rng.normal();
-  return tf.tensor(v, shape);
-}
+import { randn } from './helpers/tensors';
 
 /** ||a - b|| / ||b||: robust to single near-zero entries. */
 function relErr(a: tf.Tensor, b: tf.Tensor): number {

@@ -5,15 +5,7 @@ import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { Conv2d, conv2dTorch, convOutputSize } from '../src/models/conv2d';
-import { Rng } from '../src/util/rng';
-
-function randn(shape: number[], seed: number): tf.Tensor {
-  const rng = new Rng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) v[i] = rng.normal();
-  return tf.tensor(v, shape);
-}
+import { randn } from './helpers/tensors';
 
 function maxRelErr(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0] / Math.max(1e-12, tf.max(tf.abs(b)).dataSync()[0]));

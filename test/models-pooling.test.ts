@@ -9,15 +9,7 @@ import { adaptiveAvgPool2d, adaptivePoolMatrix } from '../src/models/adaptive-av
 import { bilinearMatrix, resizeBilinear } from '../src/models/resize';
 import { MaxPool2d } from '../src/models/max-pool';
 import { AvgPool2d } from '../src/models/avg-pool';
-import { Rng } from '../src/util/rng';
-
-function randn(shape: number[], seed: number): tf.Tensor {
-  const rng = new Rng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) v[i] = rng.normal();
-  return tf.tensor(v, shape);
-}
+import { randn } from './helpers/tensors';
 
 function maxAbs(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);

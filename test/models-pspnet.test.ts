@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { buildModel, BACKBONE_TYPES, HEAD_TYPES, type ModelConfig } from '../src/models/build-model';
 import type { StatReducer } from '../src/models/context';
-import { Rng } from '../src/util/rng';
+import { randn } from './helpers/tensors';
 
 function config(over: {
   depth?: 18 | 50; os?: 8 | 16; stem?: 'v1b' | 'v1c' | 'v1d'; aux?: boolean; norm?: 'bn' | 'syncbn'; alignCorners?: boolean;
@@ -18,14 +18,6 @@ function config(over: {
     head: { type: 'psp', channels: 8, dropout: 0.1, pool_scales: [1, 2, 3, 6] },
     aux: { enabled: over.aux ?? true, channels: 8, weight: 0.4, dropout: 0.1 },
   };
-}
-
-function randn(shape: number[], seed: number): tf.Tensor {
-  const rng = new Rng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) v[i] = rng.normal();
-  return tf.tensor(v, shape);
 }
 
 before(async () => {

@@ -109,12 +109,15 @@ test('two stages: the backbone stays at its init in stage 1, and resuming at the
   assert.ok(max <= 1e-6, `weights differ by ${max}`);
 });
 
-test('model.backbone.frozen_stages and norm_eval: the stem and stage 1 never move, backbone BNs keep their statistics', async () => {
+test('model.backbone.frozen_stages and norm_eval: the stem and stage 1 never move, backbone BNs keep their statistics; train() frees every tensor', async () => {
   const dataRoot = path.join(tempDir('frozen-stages-data'), 'synth');
   const dir = tempDir('frozen-stages');
   const cfg = resolveConfig({ overrides: [...tinyOverrides(dir, dataRoot), 'train.epochs=1', 'model.backbone.frozen_stages=1', 'model.backbone.norm_eval=true'] });
   const log = new RecordingLogger();
+  await tf.setBackend('cpu');
+  const tensors = tf.memory().numTensors;
   const result = await train(cfg, { logger: log });
+  assert.equal(tf.memory().numTensors, tensors, 'train() left tensors allocated');
   assert.ok(log.lines.some((l) => /\(frozen: backbone\.conv1, backbone\.bn1, backbone\.layer1\)/.test(l)), log.lines.join('\n'));
   const trained = loadCheckpoint(result.checkpoint!).model;
   const init = buildModel(cfg.model, 3, cfg.seed);

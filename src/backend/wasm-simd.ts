@@ -13,55 +13,11 @@
 // pass at most SUM_CHUNK_ROWS rows per call and add the partial sums in float64.
 
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { uleb, sleb } from '../util/leb128';
+import { uleb } from '../util/leb128';
+import { I32, op, section, V128, vec, wasmName as name } from '../util/wasm-ops';
 
 /** Rows per call of the summing loops (float32 partial sums, combined in float64 by the caller). */
 export const SUM_CHUNK_ROWS = 256;
-
-// --- a minimal encoder ---------------------------------------------------------------------------
-
-const I32 = 0x7f;
-const V128 = 0x7b;
-
-const simd = (code: number) => [0xfd, ...uleb(code)];
-const op = {
-  block: [0x02, 0x40],
-  loop: [0x03, 0x40],
-  end: [0x0b],
-  br: (depth: number) => [0x0c, depth],
-  brIf: (depth: number) => [0x0d, depth],
-  get: (i: number) => [0x20, i],
-  set: (i: number) => [0x21, i],
-  tee: (i: number) => [0x22, i],
-  i32Const: (v: number) => [0x41, ...sleb(v)],
-  i32Add: [0x6a],
-  i32Mul: [0x6c],
-  i32LtU: [0x49],
-  i32GeU: [0x4f],
-  f32Load: [0x2a, 2, 0],
-  f32Store: [0x38, 2, 0],
-  memoryCopy: [0xfc, 10, 0, 0],
-  v128Load: [...simd(0x00), 4, 0], // align 2^4 (a hint only), offset 0
-  v128Store: [...simd(0x0b), 4, 0],
-  v128Zero: [...simd(0x0c), ...new Array<number>(16).fill(0)],
-  v128And: simd(0x4e),
-  f32x4Gt: simd(0x44),
-  f32x4Max: simd(0xe9),
-  f32x4Nearest: simd(0x6a),
-  f32x4Splat: simd(0x13),
-  i32x4TruncSatF32x4S: simd(0xf8),
-  i32x4Add: simd(0xae),
-  i32x4Shl: simd(0xab),
-  i32x4Splat: simd(0x11),
-  f32Const: (v: number) => [0x43, ...new Uint8Array(new Float32Array([v]).buffer)],
-  f32x4Add: simd(0xe4),
-  f32x4Sub: simd(0xe5),
-  f32x4Mul: simd(0xe6),
-};
-
-const vec = (bytes: number[]) => [...uleb(bytes.length), ...bytes];
-const name = (s: string) => vec([...Buffer.from(s, 'ascii')]);
-const section = (id: number, bytes: number[]) => [id, ...vec(bytes)];
 
 // --- row loops -----------------------------------------------------------------------------------
 
@@ -99,8 +55,8 @@ function buildLoop(fn: LoopFn): { params: number; body: number[] } {
   const v0 = end + 2;
   const addr = (p: string) => [...op.get(idx(p)), ...op.get(j), ...op.i32Add];
   const access: Access = {
-    load: (p) => [...addr(p), ...op.v128Load],
-    store: (p, value) => [...addr(p), ...value, ...op.v128Store],
+    load: (p) => [...addr(p), ...op.v128Load()],
+    store: (p, value) => [...addr(p), ...value, ...op.v128Store()],
     tmp: (i) => ({ set: op.set(v0 + i), get: op.get(v0 + i), tee: op.tee(v0 + i) }),
     zero: op.v128Zero,
   };
@@ -272,7 +228,7 @@ function expInPlaceBody(): number[] {
     ...op.block, ...op.loop,
     ...op.get(ptr), ...op.get(end), ...op.i32GeU, ...op.brIf(1),
     // x = max(mem, -87.3); k = nearest(x / ln2)
-    ...op.get(ptr), ...op.v128Load, ...splat(-87.3), ...op.f32x4Max, ...op.set(x),
+    ...op.get(ptr), ...op.v128Load(), ...splat(-87.3), ...op.f32x4Max, ...op.set(x),
     ...op.get(x), ...splat(1 / Math.LN2), ...op.f32x4Mul, ...op.f32x4Nearest, ...op.set(k),
     // r = x - k*LN2_HI - k*LN2_LO  (into x)
     ...op.get(x), ...op.get(k), ...splat(LN2_HI), ...op.f32x4Mul, ...op.f32x4Sub,
@@ -283,7 +239,7 @@ function expInPlaceBody(): number[] {
     ...op.get(k), ...op.i32x4TruncSatF32x4S, ...op.i32Const(127), ...op.i32x4Splat, ...op.i32x4Add,
     ...op.i32Const(23), ...op.i32x4Shl,
     ...op.f32x4Mul,
-    ...op.v128Store,
+    ...op.v128Store(),
     ...op.get(ptr), ...op.i32Const(16), ...op.i32Add, ...op.set(ptr),
     ...op.br(0),
     ...op.end, ...op.end,

@@ -9,7 +9,8 @@
 // elements; offsets need only 4-byte alignment (wasm SIMD loads tolerate any alignment).
 
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api';
-import { uleb, sleb } from '../util/leb128';
+import { uleb } from '../util/leb128';
+import { F32, I32, op, section, V128, vec, wasmName as name } from '../util/wasm-ops';
 
 export interface F32Kernels {
   /** mem[dst + i] += mem[src + i] for i < n (float32 elements, byte offsets). */
@@ -17,39 +18,6 @@ export interface F32Kernels {
   /** mem[p + i] /= divisor for i < n, correctly rounded like a float32 division. */
   divide(byteOffset: number, n: number, divisor: number): void;
 }
-
-// --- a minimal encoder for the handful of instructions used below ---------------------------------
-
-const I32 = 0x7f;
-const F32 = 0x7d;
-const V128 = 0x7b;
-const op = {
-  block: [0x02, 0x40],
-  loop: [0x03, 0x40],
-  end: [0x0b],
-  br: (depth: number) => [0x0c, depth],
-  brIf: (depth: number) => [0x0d, depth],
-  get: (i: number) => [0x20, i],
-  set: (i: number) => [0x21, i],
-  i32Const: (v: number) => [0x41, ...sleb(v)],
-  i32Add: [0x6a],
-  i32And: [0x71],
-  i32Shl: [0x74],
-  i32GeU: [0x4f],
-  f32Load: [0x2a, 2, 0], // align 2^2, offset 0
-  f32Store: [0x38, 2, 0],
-  f32Add: [0x92],
-  f32Div: [0x95],
-  v128Load: (offset: number) => [0xfd, 0x00, 4, ...uleb(offset)],
-  v128Store: (offset: number) => [0xfd, 0x0b, 4, ...uleb(offset)],
-  f32x4Splat: [0xfd, 0x13],
-  f32x4Add: [0xfd, 0xe4, 0x01],
-  f32x4Div: [0xfd, 0xe7, 0x01],
-};
-
-const vec = (bytes: number[]) => [...uleb(bytes.length), ...bytes];
-const name = (s: string) => vec([...Buffer.from(s, 'ascii')]);
-const section = (id: number, bytes: number[]) => [id, ...vec(bytes)];
 
 /** `for (; p < end; p += stride, q += stride) body` with p, q locals; end computed by `setEnd`. */
 function countedLoop(p: number, q: number | undefined, end: number, stride: number, body: number[]): number[] {

@@ -16,6 +16,7 @@
 // The module is ~200 bytes of hand-encoded bytecode (no toolchain at build time).
 
 import { uleb } from '../util/leb128';
+import { F32, I32, op, section, V128, wasmName } from '../util/wasm-ops';
 
 const WASM = (globalThis as unknown as { WebAssembly: WasmGlobal }).WebAssembly;
 
@@ -30,31 +31,8 @@ type Memory = InstanceType<WasmGlobal['Memory']>;
 
 // --- encoding ------------------------------------------------------------------------------------
 
-const I32 = 0x7f;
-const F32 = 0x7d;
-const V128 = 0x7b;
-
-
-const get = (i: number) => [0x20, ...uleb(i)];
-const set = (i: number) => [0x21, ...uleb(i)];
-const i32c = (v: number) => [0x41, ...uleb(v)]; // only small non-negative constants are used
-const I32_ADD = [0x6a];
-const I32_SHL = [0x74];
-const I32_GE_U = [0x4f];
-const load = (offset = 0) => [0xfd, 0x00, 4, ...uleb(offset)];
-const store = (offset = 0) => [0xfd, 0x0b, 4, ...uleb(offset)];
-const SPLAT = [0xfd, 0x13];
-const F_ADD = [0xfd, 0xe4, 0x01];
-const F_SUB = [0xfd, 0xe5, 0x01];
-const F_MUL = [0xfd, 0xe6, 0x01];
-const BLOCK = [0x02, 0x40];
-const LOOP = [0x03, 0x40];
-const END = [0x0b];
-const BR = (d: number) => [0x0c, d];
-const BR_IF = (d: number) => [0x0d, d];
-
 /** p += k for each pointer local in `ptrs`. */
-const advance = (ptrs: number[], k: number) => ptrs.flatMap((p) => [...get(p), ...i32c(k), ...I32_ADD, ...set(p)]);
+const advance = (ptrs: number[], k: number) => ptrs.flatMap((p) => [...op.get(p), ...op.i32Const(k), ...op.i32Add, ...op.set(p)]);
 
 /**
  * A loop `while (dst < end) { body; advance pointers by step }` where end = dst + n * 4, with
@@ -62,12 +40,12 @@ const advance = (ptrs: number[], k: number) => ptrs.flatMap((p) => [...get(p), .
  */
 function vectorLoop(dst: number, n: number, endLocal: number, ptrs: number[], step: number, body: number[]): number[] {
   return [
-    ...get(dst), ...get(n), ...i32c(2), ...I32_SHL, ...I32_ADD, ...set(endLocal),
-    ...BLOCK, ...LOOP,
-    ...get(dst), ...get(endLocal), ...I32_GE_U, ...BR_IF(1),
+    ...op.get(dst), ...op.get(n), ...op.i32Const(2), ...op.i32Shl, ...op.i32Add, ...op.set(endLocal),
+    ...op.block, ...op.loop,
+    ...op.get(dst), ...op.get(endLocal), ...op.i32GeU, ...op.brIf(1),
     ...body,
     ...advance(ptrs, step),
-    ...BR(0), ...END, ...END,
+    ...op.br(0), ...op.end, ...op.end,
   ];
 }
 
@@ -85,14 +63,14 @@ const FUNCS: FuncDef[] = [
     params: [I32, I32, I32, I32, F32],
     locals: [I32, V128], // 5 end, 6 wv
     body: [
-      ...get(4), ...SPLAT, ...set(6),
+      ...op.get(4), ...op.f32x4Splat, ...op.set(6),
       ...vectorLoop(0, 3, 5, [0, 1, 2], 16, [
-        ...get(0),
-        ...get(1), ...load(),
-        ...get(2), ...load(), ...get(1), ...load(), ...F_SUB,
-        ...get(6), ...F_MUL,
-        ...F_ADD,
-        ...store(),
+        ...op.get(0),
+        ...op.get(1), ...op.v128Load(),
+        ...op.get(2), ...op.v128Load(), ...op.get(1), ...op.v128Load(), ...op.f32x4Sub,
+        ...op.get(6), ...op.f32x4Mul,
+        ...op.f32x4Add,
+        ...op.v128Store(),
       ]),
     ],
   },
@@ -101,7 +79,7 @@ const FUNCS: FuncDef[] = [
     name: 'mulTo',
     params: [I32, I32, I32, F32],
     locals: [I32, V128], // 4 end, 5 kv
-    body: [...get(3), ...SPLAT, ...set(5), ...vectorLoop(0, 2, 4, [0, 1], 16, [...get(0), ...get(1), ...load(), ...get(5), ...F_MUL, ...store()])],
+    body: [...op.get(3), ...op.f32x4Splat, ...op.set(5), ...vectorLoop(0, 2, 4, [0, 1], 16, [...op.get(0), ...op.get(1), ...op.v128Load(), ...op.get(5), ...op.f32x4Mul, ...op.v128Store()])],
   },
   {
     // mulAdd(dst, src, n, k): dst = dst + src * k
@@ -109,8 +87,8 @@ const FUNCS: FuncDef[] = [
     params: [I32, I32, I32, F32],
     locals: [I32, V128],
     body: [
-      ...get(3), ...SPLAT, ...set(5),
-      ...vectorLoop(0, 2, 4, [0, 1], 16, [...get(0), ...get(0), ...load(), ...get(1), ...load(), ...get(5), ...F_MUL, ...F_ADD, ...store()]),
+      ...op.get(3), ...op.f32x4Splat, ...op.set(5),
+      ...vectorLoop(0, 2, 4, [0, 1], 16, [...op.get(0), ...op.get(0), ...op.v128Load(), ...op.get(1), ...op.v128Load(), ...op.get(5), ...op.f32x4Mul, ...op.f32x4Add, ...op.v128Store()]),
     ],
   },
   {
@@ -120,30 +98,26 @@ const FUNCS: FuncDef[] = [
     params: [I32, I32, I32],
     locals: [I32, V128, V128, V128, V128, V128, V128], // 3 end, 4-6 means, 7-9 invs
     body: [
-      ...[0, 1, 2].flatMap((k) => [...get(2), ...load(16 * k), ...set(4 + k), ...get(2), ...load(48 + 16 * k), ...set(7 + k)]),
-      ...vectorLoop(0, 1, 3, [0], 48, [0, 1, 2].flatMap((k) => [...get(0), ...get(0), ...load(16 * k), ...get(4 + k), ...F_SUB, ...get(7 + k), ...F_MUL, ...store(16 * k)])),
+      ...[0, 1, 2].flatMap((k) => [...op.get(2), ...op.v128Load(16 * k), ...op.set(4 + k), ...op.get(2), ...op.v128Load(48 + 16 * k), ...op.set(7 + k)]),
+      ...vectorLoop(0, 1, 3, [0], 48, [0, 1, 2].flatMap((k) => [...op.get(0), ...op.get(0), ...op.v128Load(16 * k), ...op.get(4 + k), ...op.f32x4Sub, ...op.get(7 + k), ...op.f32x4Mul, ...op.v128Store(16 * k)])),
     ],
   },
 ];
 
-function section(id: number, content: number[]): number[] {
-  return [id, ...uleb(content.length), ...content];
-}
-
-function vec(items: number[][]): number[] {
-  return [...uleb(items.length), ...items.flat()];
+/** A WebAssembly vector of encoded items: their count, then the items. */
+function items(list: number[][]): number[] {
+  return [...uleb(list.length), ...list.flat()];
 }
 
 function moduleBytes(): Uint8Array {
-  const types = vec(FUNCS.map((f) => [0x60, ...vec(f.params.map((p) => [p])), 0]));
-  const name = (s: string) => [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
-  const importSec = [...uleb(1), ...name('env'), ...name('memory'), 0x02, 0x00, ...uleb(1)]; // memory, min 1 page
-  const funcSec = vec(FUNCS.map((_, i) => uleb(i)));
-  const exportSec = vec(FUNCS.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]));
-  const code = vec(
+  const types = items(FUNCS.map((f) => [0x60, ...items(f.params.map((p) => [p])), 0]));
+  const importSec = [...uleb(1), ...wasmName('env'), ...wasmName('memory'), 0x02, 0x00, ...uleb(1)]; // memory, min 1 page
+  const funcSec = items(FUNCS.map((_, i) => uleb(i)));
+  const exportSec = items(FUNCS.map((f, i) => [...wasmName(f.name), 0x00, ...uleb(i)]));
+  const code = items(
     FUNCS.map((f) => {
-      const locals = vec(f.locals.map((t) => [1, t]));
-      const body = [...locals, ...f.body, ...END];
+      const locals = items(f.locals.map((t) => [1, t]));
+      const body = [...locals, ...f.body, ...op.end];
       return [...uleb(body.length), ...body];
     }),
   );

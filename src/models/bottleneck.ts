@@ -38,11 +38,10 @@ export class Bottleneck extends Module implements Layer {
 
   forward(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
     return tf.tidy(() => {
-      let out = tf.relu(this.bn1.forward(this.conv1.forward(x), ctx));
-      out = tf.relu(this.bn2.forward(this.conv2.forward(out), ctx));
-      out = this.bn3.forward(this.conv3.forward(out), ctx);
+      let out = this.bn1.forwardFused(this.conv1.forward(x), ctx, { relu: true });
+      out = this.bn2.forwardFused(this.conv2.forward(out), ctx, { relu: true });
       const identity = this.downsample ? this.downsample.forward(x, ctx) : x;
-      return tf.relu(tf.add(out, identity)) as tf.Tensor4D;
+      return this.bn3.forwardFused(this.conv3.forward(out), ctx, { relu: true, residual: identity });
     });
   }
 }

@@ -38,7 +38,8 @@ export class Sgd {
     this.setParamSettings(settingsOf);
     for (const [name, v] of params) {
       // Unnamed: tfjs variable names are global to the engine, and two models may coexist (tests, eval).
-      this.buffers.set(name, tf.variable(tf.zerosLike(v), false));
+      // In a tidy: tf.variable keeps its own copy, and the zeros would otherwise stay allocated.
+      this.buffers.set(name, tf.tidy(() => tf.variable(tf.zerosLike(v), false)));
     }
   }
 

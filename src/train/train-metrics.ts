@@ -12,12 +12,13 @@ export interface TrainStats {
 }
 
 export class TrainMetrics {
-  private readonly lossSums = tf.variable(tf.zeros([3]), false); // total, main, aux
+  // Made in a tidy: tf.variable copies its initial value, which would otherwise stay allocated.
+  private readonly lossSums = tf.tidy(() => tf.variable(tf.zeros([3]), false)); // total, main, aux
   private readonly confusion: tf.Variable;
   private steps = 0;
 
   constructor(private readonly numClasses: number, private readonly ignoreIndex: number) {
-    this.confusion = tf.variable(tf.zeros([numClasses * numClasses]), false);
+    this.confusion = tf.tidy(() => tf.variable(tf.zeros([numClasses * numClasses]), false));
   }
 
   /** Adds one step's losses and predictions. Call inside the step's scope (it creates temporaries). */

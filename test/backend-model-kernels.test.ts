@@ -1,17 +1,17 @@
-// The changes proposed for src/models and src/train (applied by bench/step-proposals.ts, which the
-// step benchmark measures) must not change what a training step computes: the same loss, the same
-// gradient for every parameter, the same BN running statistics, the same eval-mode outputs. A small
-// PSPNet-ResNet-18 is run both ways on wasm and on cpu.
+// A whole training step computed with segdist's kernels (src/backend: fused BN+ReLU+residual,
+// softmax cross-entropy, separable resize/pool, dilated conv gradients) must equal the same step on
+// stock tfjs ops: the same loss, the same gradient for every parameter, the same BN running
+// statistics, the same eval-mode outputs. A small PSPNet-ResNet-18 runs on the cpu backend without
+// our kernels (the reference), then on cpu and on wasm with them.
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { loadBackend } from '../src/backend/load-backend';
-import { registerSegdistKernels } from '../src/backend/register-wasm-kernels';
+import { registerSegdistKernels, unregisterSegdistKernels } from '../src/backend/register-wasm-kernels';
 import { buildModel, type ModelConfig } from '../src/models/build-model';
 import { crossEntropy } from '../src/train/cross-entropy';
-import * as crossEntropyModule from '../src/train/cross-entropy';
-import { applyModelProposals, proposals } from '../bench/step-proposals';
 import { Rng } from '../src/util/rng';
+import { relativeError } from './helpers/compare';
 
 const TOLERANCE = 1e-4;
 const NUM_CLASSES = 4;
@@ -24,16 +24,6 @@ const CONFIG: ModelConfig = {
   aux: { enabled: true, channels: 4, weight: 0.4, dropout: 0.1 },
 };
 
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  return maxRef === 0 ? maxDiff : maxDiff / maxRef;
-}
-
 interface StepResult {
   loss: number;
   grads: Map<string, Float32Array>;
@@ -42,9 +32,8 @@ interface StepResult {
 }
 
 /** One training step's loss and gradients (as trainStep computes them), then an eval forward. */
-function step(useProposals: boolean, size: number, batch: number): StepResult {
-  proposals.on = useProposals;
-  try {
+function step(size: number, batch: number): StepResult {
+  {
     const model = buildModel(CONFIG, NUM_CLASSES, 3);
     const rng = new Rng(11);
     const images = Float32Array.from({ length: batch * size * size * 3 }, () => rng.uniform(-2, 2));
@@ -57,9 +46,7 @@ function step(useProposals: boolean, size: number, batch: number): StepResult {
       const y = tf.tensor3d(labels, [batch, size, size], 'int32');
       const { value, grads } = tf.variableGrads(() => {
         const { out, aux } = model.forward(x, { training: true, seed: 5 });
-        // Through the module export, as trainStep does, so that the loss proposal applies.
-        const ce = (crossEntropyModule as { crossEntropy: typeof crossEntropy }).crossEntropy;
-        return tf.add(ce(out, y, 255), tf.mul(ce(aux!, y, 255), 0.4)) as tf.Scalar;
+        return tf.add(crossEntropy(out, y, 255), tf.mul(crossEntropy(aux!, y, 255), 0.4)) as tf.Scalar;
       }, trainable.map(([, v]) => v));
       const byName = new Map<string, Float32Array>();
       for (const [name, v] of trainable) byName.set(name, grads[v.name].dataSync() as Float32Array);
@@ -69,8 +56,6 @@ function step(useProposals: boolean, size: number, batch: number): StepResult {
     const buffers = new Map(model.namedBuffers().map(([n, v]) => [n, v.dataSync() as Float32Array]));
     model.dispose();
     return { ...result!, buffers };
-  } finally {
-    proposals.on = false;
   }
 }
 
@@ -100,29 +85,29 @@ function compare(got: StepResult, want: StepResult): void {
   assert.ok(err < TOLERANCE, `eval-mode logits: relative error ${err.toExponential(2)}`);
 }
 
+let reference: StepResult;
+
 before(async () => {
   assert.equal(await loadBackend('wasm'), 'wasm');
-  registerSegdistKernels();
-  applyModelProposals();
+  await tf.setBackend('cpu');
+  unregisterSegdistKernels();
+  try {
+    reference = step(32, 2);
+  } finally {
+    registerSegdistKernels();
+  }
 });
 
-describe('the src/models proposals compute the same training step', () => {
-  test('on wasm, 64x64 batch 4', async () => {
+describe("segdist's kernels compute the same training step as stock tfjs ops", () => {
+  test('cpu with our kernels, 32x32 batch 2', async () => {
+    await tf.setBackend('cpu');
+    compare(step(32, 2), reference);
+  });
+
+  test('wasm with our kernels, 32x32 batch 2, no tensor left behind', async () => {
     await tf.setBackend('wasm');
     const tensors = tf.memory().numTensors;
-    compare(step(true, 64, 4), step(false, 64, 4));
+    compare(step(32, 2), reference);
     assert.equal(tf.memory().numTensors, tensors, 'tensors leaked');
-  });
-
-  test('on cpu, 32x32 batch 2', async () => {
-    await tf.setBackend('cpu');
-    compare(step(true, 32, 2), step(false, 32, 2));
-  });
-
-  test('wasm with the proposals matches cpu without them', async () => {
-    await tf.setBackend('cpu');
-    const want = step(false, 32, 2);
-    await tf.setBackend('wasm');
-    compare(step(true, 32, 2), want);
   });
 });
