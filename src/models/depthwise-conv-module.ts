@@ -27,6 +27,6 @@ export class DepthwiseConvModule extends Module implements Layer {
   }
 
   forward(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
-    return tf.tidy(() => tf.relu(this.bn.forward(this.conv.forward(x), ctx)));
+    return tf.tidy(() => this.bn.forwardFused(this.conv.forward(x), ctx, { relu: true }));
   }
 }
