@@ -119,6 +119,8 @@ def randomize(model, gen, calibrate):
                 p.copy_(0.1 * randn(gen, *p.shape))
             elif name.endswith(".weight"):  # BN gamma
                 p.copy_(uniform(gen, 0.5, 1.5, *p.shape))
+            elif name.endswith("gamma.scale"):  # attention mix, 0 at init: non-zero so the path counts
+                p.copy_(uniform(gen, 0.5, 1.0, *p.shape))
             else:  # BN beta
                 p.copy_(0.2 * randn(gen, *p.shape))
         # Damp each residual branch (its last BN's gamma in [0.2, 0.5]): a deep train-mode BN network
@@ -296,6 +298,61 @@ MODEL_CASES += [
                 "decode_head.merge_context.features.1.bias", "decode_head.conv_seg.weight",
                 "decode_head.conv_seg.bias", "auxiliary_head.convs.0.conv.weight", "auxiliary_head.conv_seg.weight"]),
 ]
+
+def deeplab_config(depth, stem, output_stride, aux, base=4, head=8, c1=4):
+    """A segdist model config: ResNet + DeepLabV3+ head (dilations by output stride), widths reduced
+    (c1_channels 4 for DeepLabV3+'s 48)."""
+    cfg = resnet_psp(depth, stem, output_stride, False, aux, base=base, head=head)
+    cfg["head"] = {"type": "deeplabv3plus", "channels": head, "dropout": 0, "pool_scales": [1, 2, 3, 6],
+                   "dilations": None, "c1_channels": c1, "attention": "none"}
+    return cfg
+
+
+def psp_dual_config():
+    """PSPNet-R18 with the dual attention block after the head (16 channels: 2 query/key channels)."""
+    cfg = resnet_psp(18, "v1b", 8, True, False, head=16)
+    cfg["head"]["attention"] = "dual"
+    return cfg
+
+
+DEEPLAB_GRADS = [
+    "backbone.stem.0.weight", "backbone.layer1.0.conv1.weight", "backbone.layer1.2.conv3.weight",
+    "backbone.layer3.0.conv2.weight", "backbone.layer4.1.conv2.weight", "backbone.layer4.2.conv2.weight",
+    "decode_head.aspp_modules.0.conv.weight", "decode_head.aspp_modules.1.depthwise_conv.bn.weight",
+    "decode_head.aspp_modules.2.pointwise_conv.conv.weight", "decode_head.aspp_modules.3.pointwise_conv.bn.bias",
+    "decode_head.bottleneck.depthwise_conv.conv.weight", "decode_head.bottleneck.pointwise_conv.conv.weight",
+    "decode_head.c1_bottleneck.conv.weight", "decode_head.c1_bottleneck.bn.weight",
+    "decode_head.sep_bottleneck.0.depthwise_conv.conv.weight", "decode_head.sep_bottleneck.0.pointwise_conv.conv.weight",
+    "decode_head.sep_bottleneck.1.depthwise_conv.bn.bias", "decode_head.sep_bottleneck.1.pointwise_conv.conv.weight",
+    "decode_head.conv_seg.weight", "decode_head.conv_seg.bias",
+]
+
+# DeepLabV3+ on ResNet-50 V1c at both output strides, and PSPNet with the dual attention block. The
+# feature maps are small (5x6 at stage 4), so with the default dilations (12/24/36, 6/12/18) every
+# outer ASPP tap falls in the padding; the `small-dilations` variant (same weights) puts taps inside.
+# The OS 16 case also records multi-grid [1, 2, 4] (layer4 dilated 2, 4, 8). Not checked, being pure
+# cancellation: the image-pool branch's gradient (its BN normalises `batch` = 2 values per channel, see
+# PSP's bin 1), and the atrous depthwise weights' (with only the centre tap inside the map the conv
+# scales each channel, which the train-mode BN after it undoes, so that gradient is exactly zero; the
+# op golden op-depthwise-conv checks those gradients, and the model's input gradients flow through them).
+MODEL_CASES += [
+    dict(name="deeplabv3plus-r50-v1c-os8", seed=512, model=deeplab_config(50, "v1c", 8, True), num_classes=3,
+         variants=[("default", {}), ("small-dilations", {"head": {"dilations": [1, 2, 3, 4]}})],
+         input=(2, 3, 35, 45),
+         grads=DEEPLAB_GRADS + ["auxiliary_head.convs.0.conv.weight", "auxiliary_head.conv_seg.weight"]),
+    dict(name="deeplabv3plus-r50-v1c-os16", seed=540, model=deeplab_config(50, "v1c", 16, False), num_classes=3,
+         variants=[("multi-grid", {"backbone": {"multi_grid": [1, 2, 4]}}), ("default", {}),
+                   ("small-dilations", {"head": {"dilations": [1, 2, 3, 5]}})],
+         input=(2, 3, 65, 49), grads=DEEPLAB_GRADS),
+    dict(name="pspnet-r18-v1b-os8-dual", seed=503, model=psp_dual_config(), num_classes=3,
+         variants=[("dual", {})], input=(2, 3, 27, 35),
+         grads=["backbone.conv1.weight", "backbone.layer4.1.conv2.weight", "decode_head.bottleneck.conv.weight",
+                "decode_head.attention.pam.query_project.weight", "decode_head.attention.pam.query_project.bias",
+                "decode_head.attention.pam.key_project.weight", "decode_head.attention.pam.value_project.weight",
+                "decode_head.attention.pam.value_project.bias", "decode_head.attention.pam.gamma.scale",
+                "decode_head.attention.cam.gamma.scale", "decode_head.conv_seg.weight", "decode_head.conv_seg.bias"]),
+]
+
 
 def build(case, overrides):
     return build_reference(merge(case["model"], overrides), case["num_classes"], case.get("backbone_only", False))
@@ -532,6 +589,43 @@ def make_grouped_conv(out_dir):
     write_safetensors(path, g.items, meta)
     return path
 
+def make_depthwise_conv(out_dir):
+    """Depthwise convolutions (groups = channels, no bias, stride 1) with input and filter gradients,
+    at DeepLab's ASPP dilations on small odd maps, where most or all outer taps fall in the padding.
+    x = noise(x shape, seed), w = 0.5 * noise(w shape, seed + 1), loss = sum(y * noise(y shape, seed + 2))."""
+    g = Golden()
+    cases = [
+        # name, input NCHW, kernel, padding, dilation
+        ("d1p1", (2, 4, 7, 9), 3, 1, 1),
+        ("d2p2", (2, 3, 9, 11), 3, 2, 2),
+        ("d2p1", (2, 3, 9, 11), 3, 1, 2),      # output shrinks to 7x9
+        ("d12p12", (2, 3, 9, 11), 3, 12, 12),  # every outer tap in the padding
+        ("d12p12wide", (1, 3, 15, 27), 3, 12, 12),  # outer taps overlap 3 rows and 15 columns
+        ("d24p24", (1, 2, 7, 9), 3, 24, 24),
+        ("d24p24wide", (1, 2, 29, 31), 3, 24, 24),
+        ("d36p36", (1, 2, 11, 13), 3, 36, 36),
+        ("d36p36wide", (1, 2, 41, 37), 3, 36, 36),
+    ]
+    index = []
+    for i, (name, shape, k, pad, dil) in enumerate(cases):
+        seed = 5000 + 10 * i
+        c = shape[1]
+        xd = noise(shape, seed).requires_grad_(True)
+        wd = (0.5 * noise((c, 1, k, k), seed + 1)).requires_grad_(True)
+        y = F.conv2d(xd, wd, padding=pad, dilation=dil, groups=c)
+        (y * noise(y.shape, seed + 2)).sum().backward()
+        g.add(f"{name}/y", y)
+        g.add(f"{name}/grad_x", xd.grad)
+        g.add(f"{name}/grad_w", wd.grad)
+        index.append({"name": name, "x": list(shape), "w": [c, 1, k, k], "padding": pad, "dilation": dil, "seed": seed})
+    meta = {"torch": torch.__version__, "cases": json.dumps(index),
+            "layout": "y, grad_x NCHW; grad_w [C, 1, k, k]; x = noise(x, seed), w = 0.5 * noise(w, seed + 1), "
+                      "loss = sum(y * noise(y, seed + 2))"}
+    path = os.path.join(out_dir, "op-depthwise-conv.safetensors")
+    write_safetensors(path, g.items, meta)
+    return path
+
+
 def make_adaptive_pool(out_dir):
     """nn.AdaptiveAvgPool2d to 1, 2, 3, 6 bins (PSPNet's pyramid), including maps smaller than the
     bin count. x = noise(shape, seed), loss = sum(y * noise(y shape, seed + bins))."""
@@ -610,12 +704,17 @@ def main():
     ap = argparse.ArgumentParser()
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "test", "fixtures", "parity"))
+    ap.add_argument("--only", default=None, help="comma-separated file stems to write (e.g. op-depthwise-conv,model-x)")
     args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else None
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
-    paths = [make_dilated_conv(args.out), make_grouped_conv(args.out), make_adaptive_pool(args.out),
-             make_resize(args.out)]
-    for case in MODEL_CASES:
+    want = lambda stem: only is None or stem in only
+    ops = [("op-dilated-conv", make_dilated_conv), ("op-grouped-conv", make_grouped_conv),
+           ("op-depthwise-conv", make_depthwise_conv), ("op-adaptive-avg-pool", make_adaptive_pool),
+           ("op-resize-bilinear", make_resize)]
+    paths = [make(args.out) for stem, make in ops if want(stem)]
+    for case in [c for c in MODEL_CASES if want("model-" + c["name"])]:
         path, summary = make_model_case(case, args.out)
         paths.append(path)
         print(case["name"], summary)

@@ -2,7 +2,7 @@
 // reference is generated from this tree (`segdist config show --reference`), so it cannot drift.
 import { ConfigError } from './config-error';
 import {
-  BACKBONE_DEPTHS, BACKBONE_OUT_CHANNELS, BACKBONE_TYPES, HEAD_TYPES, PYCONV_GROUPS, PYCONV_HEAD_GROUPS, pyconvHeadGroupsProblem,
+  BACKBONE_DEPTHS, BACKBONE_OUT_CHANNELS, BACKBONE_TYPES, HEAD_ATTENTIONS, HEAD_TYPES, PYCONV_GROUPS, PYCONV_HEAD_GROUPS, pyconvHeadGroupsProblem,
 } from '../models/build-model';
 import { pyconvGroupsProblem } from '../models/pyconv-resnet';
 import { bool, int, list, num, section, str, SchemaNode } from './schema';
@@ -116,15 +116,19 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
       pyconv_groups: list(PYCONV_GROUPS.map((g) => [...g]), list(null, int(null, '', { min: 1 }), '', { minLength: 1, maxLength: 4 }),
         'pyconvresnet: groups of the pyramid levels (kernels 3, 5, 7, 9) of stages 1-4; each must divide its level\'s channels, so narrow networks need smaller ones.',
         { minLength: 4, maxLength: 4 }),
+      multi_grid: list(null, int(null, '', { min: 1 }), 'DeepLab\'s multi-grid: one factor per block of the last stage (e.g. [1, 2, 4] for ResNet-50/101), each block dilated by the stage\'s dilation times its factor; replaces contract_dilation there. null: none.', { nullable: true, minLength: 1 }),
     }),
     head: section('Decode head.', {
-      type: str('psp', 'Decode head type.', { choices: HEAD_TYPES }),
+      type: str('psp', 'Decode head type: psp (PSPNet), pyconvseg (PyConvSegNet), aspp (DeepLabV3), deeplabv3plus (DeepLabV3+: separable ASPP and a decoder on stage 1).', { choices: HEAD_TYPES }),
       channels: int(32, 'Channels of the head\'s intermediate convolutions (512 with the standard ResNet).', { min: 1 }),
       dropout: num(0.1, 'Channel dropout before the classifier.', { min: 0, max: 0.99 }),
       pool_scales: list([1, 2, 3, 6], int(null, '', { min: 1 }), 'Pyramid pooling bins (PSPNet).', { minLength: 1 }),
       pyconv_groups: list([...PYCONV_HEAD_GROUPS], int(null, '', { min: 1 }),
         'pyconvseg: groups of the head\'s pyramid levels (kernels 3, 5, 7, 9); its branches are 2 x channels wide (iduta: channels 256).',
         { minLength: 4, maxLength: 4 }),
+      dilations: list(null, int(null, '', { min: 1 }), 'ASPP branch dilations (aspp, deeplabv3plus): 1 is the 1x1 branch, others 3x3 atrous. null: [1, 12, 24, 36] at output stride 8, [1, 6, 12, 18] at 16.', { nullable: true, minLength: 1 }),
+      c1_channels: int(48, 'deeplabv3plus: channels the stage-1 features are reduced to before the decoder fuses them.', { min: 1 }),
+      attention: str('none', 'Attention block on the head\'s final features, before dropout and the classifier: none, or dual (DANet\'s position + channel attention, summed).', { choices: HEAD_ATTENTIONS }),
     }),
     aux: section('Auxiliary FCN head on stage 3, used only in training.', {
       enabled: bool(true, 'Train with the auxiliary head.'),

@@ -7,6 +7,9 @@ import { PyConvResNet, PYCONV_RESNET_DEPTHS, PYCONV_GROUPS, type PyConvResNetDep
 import { PSPHead } from './psp-head';
 import { PyConvHead, PYCONV_HEAD_GROUPS, pyconvHeadGroupsProblem } from './pyconv-head';
 import { FCNHead } from './fcn-head';
+import { ASPPHead, defaultASPPDilations } from './aspp-head';
+import { DeepLabV3PlusHead } from './deeplabv3plus-head';
+import { HEAD_ATTENTIONS, type HeadAttention } from './decode-head';
 import { EncoderDecoder, type Backbone } from './encoder-decoder';
 import type { DecodeHead } from './decode-head';
 
@@ -33,15 +36,23 @@ export interface ModelConfig {
     stem_channels?: number | null;
     /** pyconvresnet only, optional: groups of each stage's pyramid levels (default iduta's). */
     pyconv_groups?: number[][];
+    /** Optional, default null: DeepLab's multi-grid factors for stage 4's blocks (e.g. [1, 2, 4]). */
+    multi_grid?: number[] | null;
   };
   head: {
-    type: 'psp' | 'pyconvseg';
+    type: 'psp' | 'pyconvseg' | 'aspp' | 'deeplabv3plus';
     channels: number;
     dropout: number;
-    /** psp only. */
+    /** PSP only. */
     pool_scales: number[];
     /** pyconvseg only, optional: groups of the head's four pyramid levels (default iduta's 1, 4, 8, 16). */
     pyconv_groups?: number[];
+    /** ASPP heads: the branches' dilations; null or absent: by output stride. */
+    dilations?: number[] | null;
+    /** DeepLabV3+ only: width of the stage-1 features in the decoder (default 48). */
+    c1_channels?: number;
+    /** Attention block after the head (default none). */
+    attention?: HeadAttention;
   };
   aux: { enabled: boolean; channels: number; weight: number; dropout: number };
   /** Weights a training run starts from (src/weights/pretrained.ts); optional, default none. */
@@ -58,6 +69,7 @@ const BACKBONES = {
     baseChannels: cfg.backbone.base_channels,
     stemChannels: cfg.backbone.stem_channels ?? undefined,
     contractDilation: cfg.backbone.contract_dilation ?? false,
+    multiGrid: cfg.backbone.multi_grid ?? undefined,
     syncBN: cfg.norm === 'syncbn',
   }),
   pyconvresnet: (cfg: ModelConfig): Backbone => {
@@ -75,8 +87,9 @@ const BACKBONES = {
   },
 } as const;
 
-const HEADS = {
-  psp: (cfg: ModelConfig, inChannels: number, numClasses: number): DecodeHead => new PSPHead({
+/** What every decode head takes from the config, reading the last stage. */
+function headOptions(cfg: ModelConfig, inChannels: number, numClasses: number) {
+  return {
     inChannels,
     channels: cfg.head.channels,
     numClasses,
@@ -84,24 +97,38 @@ const HEADS = {
     dropout: cfg.head.dropout,
     alignCorners: cfg.align_corners,
     syncBN: cfg.norm === 'syncbn',
+    attention: cfg.head.attention ?? 'none',
+  };
+}
+
+const asppDilations = (cfg: ModelConfig): number[] =>
+  cfg.head.dilations ?? defaultASPPDilations(cfg.backbone.output_stride);
+
+const HEADS = {
+  psp: (cfg: ModelConfig, stages: readonly number[], numClasses: number): DecodeHead => new PSPHead({
+    ...headOptions(cfg, stages[3], numClasses),
     poolScales: cfg.head.pool_scales,
   }),
-  pyconvseg: (cfg: ModelConfig, inChannels: number, numClasses: number): DecodeHead => new PyConvHead({
-    inChannels,
-    channels: cfg.head.channels,
-    numClasses,
-    inIndex: 3,
-    dropout: cfg.head.dropout,
-    alignCorners: cfg.align_corners,
-    syncBN: cfg.norm === 'syncbn',
+  pyconvseg: (cfg: ModelConfig, stages: readonly number[], numClasses: number): DecodeHead => new PyConvHead({
+    ...headOptions(cfg, stages[3], numClasses),
     groups: cfg.head.pyconv_groups ?? PYCONV_HEAD_GROUPS,
+  }),
+  aspp: (cfg: ModelConfig, stages: readonly number[], numClasses: number): DecodeHead => new ASPPHead({
+    ...headOptions(cfg, stages[3], numClasses),
+    dilations: asppDilations(cfg),
+  }),
+  deeplabv3plus: (cfg: ModelConfig, stages: readonly number[], numClasses: number): DecodeHead => new DeepLabV3PlusHead({
+    ...headOptions(cfg, stages[3], numClasses),
+    dilations: asppDilations(cfg),
+    c1InChannels: stages[0],
+    c1Channels: cfg.head.c1_channels ?? 48,
   }),
 } as const;
 
 export const BACKBONE_TYPES: readonly string[] = Object.keys(BACKBONES);
 export const HEAD_TYPES: readonly string[] = Object.keys(HEADS);
 export const NORM_TYPES: readonly string[] = ['bn', 'syncbn'];
-export { RESNET_DEPTHS, RESNET_STEMS, PYCONV_GROUPS, PYCONV_HEAD_GROUPS, pyconvHeadGroupsProblem };
+export { RESNET_DEPTHS, RESNET_STEMS, PYCONV_GROUPS, PYCONV_HEAD_GROUPS, pyconvHeadGroupsProblem, HEAD_ATTENTIONS };
 
 /**
  * Width of each backbone type's last stage, from its config section, so config validation can check a
@@ -149,8 +176,8 @@ export function buildModel(cfg: ModelConfig, numClasses: number, seed: number, o
     throw new Error(`Unknown norm type '${cfg.norm}'; valid: ${NORM_TYPES.join(', ')}`);
   }
   const backbone = buildBackbone(cfg);
-  const makeHead = pick<(c: ModelConfig, i: number, n: number) => DecodeHead>(HEADS, 'head', cfg.head.type);
-  const decodeHead = makeHead(cfg, backbone.outChannels[3], numClasses);
+  const makeHead = pick<(c: ModelConfig, s: readonly number[], n: number) => DecodeHead>(HEADS, 'head', cfg.head.type);
+  const decodeHead = makeHead(cfg, backbone.outChannels, numClasses);
   const auxiliaryHead = cfg.aux.enabled
     ? new FCNHead({
       inChannels: backbone.outChannels[2],

@@ -64,6 +64,13 @@ export interface ResNetOptions {
   /** First block of a dilated stage at half the stage's dilation (mmseg contract_dilation). */
   contractDilation?: boolean;
   /**
+   * DeepLab's multi-grid for stage 4 (e.g. [1, 2, 4]), one factor per block: block i's dilation is
+   * the stage's dilation times multiGrid[i]. Replaces contractDilation in that stage, as mmseg's
+   * multi_grid does (mmseg takes the list as the dilations themselves; the DeepLabV3 paper, and
+   * segdist, as unit rates of the stage's rate: OS 16 with [1, 2, 4] gives 2, 4, 8).
+   */
+  multiGrid?: number[];
+  /**
    * Start each block's last BN at gamma 0. mmseg's ResNet defaults to true when it initialises from
    * scratch; segdist's default is false (every BN gamma 1), as its design asks.
    */
@@ -103,6 +110,13 @@ export class ResNet extends Module {
     const zeroInitResidual = opts.zeroInitResidual ?? false;
     const contractDilation = opts.contractDilation ?? false;
     this.stemType = stemType;
+    const multiGrid = opts.multiGrid;
+    if (multiGrid !== undefined) {
+      if (multiGrid.length !== arch.blocks[3] || multiGrid.some((m) => !Number.isInteger(m) || m < 1)) {
+        throw new Error(`Error in ResNet: multi_grid (model.backbone.multi_grid) must give one positive integer per block of layer4 ` +
+          `(${arch.blocks[3]} in ResNet-${opts.depth}), got [${multiGrid}]`);
+      }
+    }
 
     // For v1b the stem's members sit directly on the backbone under mmseg's flat names (conv1, bn1);
     // for v1c/v1d they form the Sequential `stem`.
@@ -140,12 +154,13 @@ export class ResNet extends Module {
         downsample = new Sequential(members);
       }
       const blocks: (Module & Layer)[] = [];
+      const grid = i === 3 ? multiGrid : undefined;
       for (let b = 0; b < arch.blocks[i]; b++) {
         blocks.push(new block({
           inplanes: b === 0 ? inplanes : out,
           planes,
           stride: b === 0 ? stride : 1,
-          dilation: b === 0 ? firstDilation : dilation,
+          dilation: grid !== undefined ? dilation * grid[b] : b === 0 ? firstDilation : dilation,
           downsample: b === 0 ? downsample : undefined,
           syncBN,
           zeroInitResidual,
