@@ -8,6 +8,8 @@ import { CONFIG_SCHEMA } from '../src/config/config-schema';
 import { parseOverrides, resolveConfig } from '../src/config/load-config';
 import { defaultsOf } from '../src/config/schema';
 import { configReference } from '../src/config/config-reference';
+import { buildModel } from '../src/models/build-model';
+import * as tf from '@tensorflow/tfjs';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'segdist-config-'));
 const write = (name: string, text: string) => {
@@ -79,11 +81,18 @@ test('the reference documents every key and the defaults validate', () => {
   assert.deepEqual(resolveConfig({}), d);
 });
 
-test('every shipped config validates, and the synthetic one is the embedded default', () => {
+test('every shipped config validates, and the synthetic one is the embedded default', async () => {
+  await tf.setBackend('cpu');
   const dir = path.resolve(__dirname, '../../configs');
   const files = fs.readdirSync(dir).filter((f) => f.endsWith('.yaml'));
   assert.ok(files.length >= 3);
-  for (const f of files) resolveConfig({ file: path.join(dir, f) });
+  for (const f of files) {
+    // every shipped config resolves and its model builds (names and shapes only: no weights drawn)
+    const cfg = resolveConfig({ file: path.join(dir, f) });
+    const model = buildModel(cfg.model, cfg.data.num_classes, cfg.seed, { initialize: false });
+    assert.ok(model.numParameters() > 0, f);
+    model.dispose();
+  }
   assert.deepEqual(resolveConfig({ file: path.join(dir, 'pspnet_r18_synthetic.yaml') }), resolveConfig({}));
   const camvid = resolveConfig({ file: path.join(dir, 'pspnet_r18_camvid.yaml') });
   assert.equal(camvid.data.num_classes, 11);
