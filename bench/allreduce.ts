@@ -1,10 +1,11 @@
 // Allreduce bandwidth on loopback, ours beside PyTorch's gloo, measured in the same run:
 //
 //   node dist/bench/allreduce.js [--sizes 1M,11M,25M] [--worlds 2,4] [--rounds 3] [--iters 5] [--warmup 2]
-//     [--modes inplace] [--sub-chunk 1048576] [--gc-every 16777216] [--js] [--threads] [--no-gloo] [--python /usr/bin/python3] [--json]
+//     [--modes inplace] [--planes stream] [--sub-chunk 1048576] [--gc-every 16777216] [--js] [--threads] [--no-gloo] [--python /usr/bin/python3] [--json]
 //
 // Ours: starts WORLD_SIZE real processes per world size (this same file, as ranks) and times Communicator
-// allreduces of float32 arrays:
+// allreduces of float32 arrays, over each data plane given with --planes (stream: the default, plain TCP
+// with zero-copy receive; zeromq: the ZeroMQ plane, for comparison), in each mode given with --modes:
 //   inplace  allreduceInPlace on a sharedArray: the ring alone (what gloo's all_reduce on a tensor does);
 //   copy     allreduce() into a reused output array: plus the copies into the shared slot and out;
 //   sync     allreduceSumSync(), likewise, blocking the calling thread (SyncBN's path).
@@ -24,6 +25,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Communicator } from '../src/cluster/communicator';
+import type { DataPlane } from '../src/cluster/data-transport';
 import { readDistEnv } from '../src/cluster/dist-env';
 import { LocalJob } from '../src/cluster/local-job';
 
@@ -39,6 +41,7 @@ interface BenchConfig {
   forceJs: boolean;
   /** Also measure CPU time per thread kind (Linux: /proc/self/task/<tid>/schedstat). */
   threads: boolean;
+  dataPlane: DataPlane;
 }
 
 interface RankResult {
@@ -54,7 +57,8 @@ interface RankResult {
 
 /** One run's figure for one (impl, mode, size, world). */
 interface Sample {
-  impl: 'segdist' | 'gloo';
+  /** 'segdist' (stream data plane), 'segdist/zeromq', or 'gloo'. */
+  impl: string;
   mode: string;
   world: number;
   elements: number;
@@ -114,6 +118,7 @@ async function rankMain(): Promise<void> {
     subChunkBytes: cfg.subChunkBytes,
     minorGcEveryBytes: cfg.minorGcEveryBytes,
     forceJsKernels: cfg.forceJs,
+    dataPlane: cfg.dataPlane,
     timeoutMs: 120_000,
     connectTimeoutMs: 60_000,
   });
@@ -172,7 +177,7 @@ async function runOurs(n: number, cfg: BenchConfig): Promise<Sample[]> {
     const threadMs = r0.threadMs
       ? (Object.fromEntries((['main', 'zmqIo', 'other'] as const).map((kind) => [kind, ranks.reduce((a, r) => a + median(r.results[k].threadMs![kind]), 0) / n])) as Record<ThreadKind, number>)
       : undefined;
-    return { impl: 'segdist', mode: r0.mode, world: n, elements: r0.size, ms, busbw: busbw(r0.size, ms, n), cpuMs: user + sys, sysMs: sys, threadMs, load };
+    return { impl: cfg.dataPlane === 'stream' ? 'segdist' : `segdist/${cfg.dataPlane}`, mode: r0.mode, world: n, elements: r0.size, ms, busbw: busbw(r0.size, ms, n), cpuMs: user + sys, sysMs: sys, threadMs, load };
   });
 }
 
@@ -216,7 +221,10 @@ async function driverMain(): Promise<void> {
     minorGcEveryBytes: Number(arg('--gc-every') ?? 16 << 20),
     forceJs: process.argv.includes('--js'),
     threads: process.argv.includes('--threads') && process.platform === 'linux',
+    dataPlane: 'stream',
   };
+  const planes = (arg('--planes') ?? 'stream').split(',') as DataPlane[];
+  for (const p of planes) if (p !== 'stream' && p !== 'zeromq') throw new Error(`--planes: unknown data plane ${p} (stream, zeromq)`);
   for (const m of cfg.modes) if (!['inplace', 'copy', 'sync'].includes(m)) throw new Error(`--modes: unknown mode ${m} (inplace, copy, sync)`);
   const worlds = (arg('--worlds') ?? '2,4').split(',').map(Number);
   const rounds = Number(arg('--rounds') ?? 3);
@@ -230,17 +238,20 @@ async function driverMain(): Promise<void> {
   };
   log(
     `allreduce float32 over 127.0.0.1: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load ${loadStart.map((l) => l.toFixed(1)).join(' ')}; ` +
-      `segdist sub-chunk ${cfg.subChunkBytes} B, ${cfg.forceJs ? 'JS' : 'wasm SIMD'} add; ${rounds} round(s) x median of ${cfg.iters} (+${cfg.warmup} warm-up)`,
+      `segdist data plane(s) ${planes.join(', ')}, sub-chunk ${cfg.subChunkBytes} B, ${cfg.forceJs ? 'JS' : 'wasm SIMD'} add; ` +
+      `${rounds} round(s) x median of ${cfg.iters} (+${cfg.warmup} warm-up)`,
   );
 
   const samples: Sample[] = [];
   for (let round = 0; round < rounds; round++) {
     for (const n of worlds) {
-      const order: ('ours' | 'gloo')[] = round % 2 === 0 ? ['ours', 'gloo'] : ['gloo', 'ours'];
+      // Who goes first rotates from round to round, so a change in the machine's load hits all alike.
+      const impls: (DataPlane | 'gloo')[] = [...planes, 'gloo'];
+      const order = impls.map((_, i) => impls[(i + round) % impls.length]);
       const got: Sample[] = [];
       for (const which of order) {
-        if (which === 'ours') {
-          got.push(...(await runOurs(n, cfg)));
+        if (which !== 'gloo') {
+          got.push(...(await runOurs(n, { ...cfg, dataPlane: which })));
         } else if (gloo !== null) {
           try {
             got.push(...(await runGloo(python, gloo, n, cfg)));
@@ -253,7 +264,7 @@ async function driverMain(): Promise<void> {
       samples.push(...got);
       log(
         `  round ${round + 1}, world ${n} (load ${os.loadavg()[0].toFixed(1)}): ` +
-          got.map((s) => `${s.impl === 'gloo' ? 'gloo' : s.mode} ${fmtSize(s.elements)} ${s.busbw.toFixed(2)}`).join(', '),
+          got.map((s) => `${s.impl === 'gloo' ? 'gloo' : `${s.impl} ${s.mode}`} ${fmtSize(s.elements)} ${s.busbw.toFixed(2)}`).join(', '),
       );
     }
   }
@@ -264,17 +275,18 @@ async function driverMain(): Promise<void> {
     samples.filter((s) => s.impl === impl && s.mode === mode && s.world === world && s.elements === elements);
   log('');
   log('busbw GB/s, median over rounds (each run: median iteration)');
-  log(' elements  world  mode       segdist     gloo   ratio   segdist ms   gloo ms   cpu ms/rank segdist (sys)   gloo');
+  log(` elements  world  ${'ours (data plane, mode)'.padEnd(23)}     ours     gloo   ratio      ours ms   gloo ms      cpu ms/rank ours (sys)   gloo`);
   for (const n of worlds) {
     for (const size of cfg.sizes) {
       const g = pick('gloo', 'inplace', n, size);
       const gBus = g.length ? median(g.map((s) => s.busbw)) : null;
-      for (const mode of cfg.modes) {
-        const o = pick('segdist', mode, n, size);
+      for (const [impl, mode] of planes.flatMap((p) => cfg.modes.map((m) => [p === 'stream' ? 'segdist' : `segdist/${p}`, m] as const))) {
+        const o = pick(impl, mode, n, size);
         const oBus = median(o.map((s) => s.busbw));
         const row = {
           elements: size,
           world: n,
+          impl,
           mode,
           segdistBusbw: oBus,
           glooBusbw: gBus,
@@ -292,7 +304,7 @@ async function driverMain(): Promise<void> {
         };
         rows.push(row);
         log(
-          `${fmtSize(size).padStart(9)}  ${String(n).padStart(5)}  ${mode.padEnd(7)}  ${oBus.toFixed(2).padStart(10)}  ${gBus === null ? '       -' : gBus.toFixed(2).padStart(8)}` +
+          `${fmtSize(size).padStart(9)}  ${String(n).padStart(5)}  ${`${impl} ${mode}`.padEnd(23)}  ${oBus.toFixed(2).padStart(10)}  ${gBus === null ? '       -' : gBus.toFixed(2).padStart(8)}` +
             `  ${row.ratio === null ? '     -' : row.ratio.toFixed(2).padStart(6)}  ${row.segdistMs.toFixed(1).padStart(11)}  ${row.glooMs === null ? '        -' : row.glooMs.toFixed(1).padStart(9)}` +
             `  ${row.segdistCpuMs.toFixed(1).padStart(20)} (${row.segdistSysMs.toFixed(1).padStart(5)})  ${row.glooCpuMs === null ? '     -' : row.glooCpuMs.toFixed(1).padStart(6)}` +
             (row.segdistThreadMs ? `   threads: main ${row.segdistThreadMs.main.toFixed(1)}, zmq I/O ${row.segdistThreadMs.zmqIo.toFixed(1)}, comm+other ${row.segdistThreadMs.other.toFixed(1)}` : ''),

@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { CommError } from './comm-error';
 import { DOORBELL_INDEX, type CommReply, type CommRequest, type CommWorkerData } from './comm-protocol';
+import type { DataPlane } from './data-transport';
 import { readDistEnv, type DistEnv } from './dist-env';
 import { createSlot, SlotPool, slotData, type SlotDescriptor } from './shared-slot';
 
@@ -29,13 +30,19 @@ export interface CommunicatorOptions {
   /** Use plain JS loops instead of the wasm SIMD kernels (for comparison). */
   forceJsKernels?: boolean;
   /**
-   * The comm thread runs a minor GC every this many received bytes, freeing ZeroMQ's message buffers
-   * before V8 answers their "external memory pressure" with far costlier full collections
-   * (memory-reclaimer.ts). Default 16 MiB; 0 disables.
+   * The comm thread runs a minor GC every this many bytes received into buffers of the data plane's
+   * (every message on ZeroMQ; on the stream plane only messages that arrive before their collective),
+   * freeing them before V8 answers their "external memory pressure" with far costlier full
+   * collections (memory-reclaimer.ts). Default 16 MiB; 0 disables.
    */
   minorGcEveryBytes?: number;
   /** Do not report dropped junk messages and refused peers on stderr. Default false. */
   quiet?: boolean;
+  /**
+   * How the ranks exchange data (data-transport.ts): 'stream', plain TCP connections whose payloads the
+   * kernel writes straight into the shared slots (default), or 'zeromq'. Must be equal on all ranks.
+   */
+  dataPlane?: DataPlane;
 }
 
 export type ReduceOp = 'sum' | 'mean';
@@ -123,6 +130,7 @@ export class Communicator {
         hostAddress: options.hostAddress,
         forceJsKernels: opts.forceJsKernels,
         quiet: opts.quiet,
+        dataPlane: opts.dataPlane,
       },
       doorbell,
       port: port2,
@@ -484,5 +492,7 @@ function resolveOptions(o: CommunicatorOptions): Required<Omit<CommunicatorOptio
   if (!Number.isSafeInteger(minorGcEveryBytes) || minorGcEveryBytes < 0) {
     throw new CommError('usage', `Communicator option minorGcEveryBytes=${minorGcEveryBytes} must be a non-negative integer`);
   }
-  return { timeoutMs, connectTimeoutMs, subChunkBytes, minorGcEveryBytes, forceJsKernels: o.forceJsKernels ?? false, quiet: o.quiet ?? false };
+  const dataPlane = o.dataPlane ?? 'stream';
+  if (dataPlane !== 'stream' && dataPlane !== 'zeromq') throw new CommError('usage', `Communicator option dataPlane=${String(dataPlane)} must be 'stream' or 'zeromq'`);
+  return { timeoutMs, connectTimeoutMs, subChunkBytes, minorGcEveryBytes, forceJsKernels: o.forceJsKernels ?? false, quiet: o.quiet ?? false, dataPlane };
 }

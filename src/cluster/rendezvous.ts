@@ -38,6 +38,8 @@ export interface RendezvousServerOptions {
   port: number;
   /** Every rank must use the same sub-chunk size: the receivers compute message sizes from it. */
   subChunkBytes: number;
+  /** Every rank must speak the same data plane (data-transport.ts). */
+  dataPlane: string;
   /** How long to wait for all ranks to register and connect. */
   timeoutMs: number;
   /** How long a status probe waits for answers. */
@@ -190,6 +192,7 @@ export class RendezvousServer {
     const host = field(body, 'host', isString, 'a string');
     const pid = field(body, 'pid', isInt, 'an integer');
     const subChunkBytes = field(body, 'subChunkBytes', isInt, 'an integer');
+    const dataPlane = field(body, 'dataPlane', isString, 'a string');
     const n = this.opts.worldSize;
 
     const refuse = (message: string) => {
@@ -216,6 +219,12 @@ export class RendezvousServer {
       return refuse(
         `rank ${rank} was refused by rank 0: it uses ${subChunkBytes}-byte sub-chunks, rank 0 uses ${this.opts.subChunkBytes} ` +
           '(all ranks must use the same subChunkBytes)',
+      );
+    }
+    if (dataPlane !== this.opts.dataPlane) {
+      return refuse(
+        `rank ${rank} was refused by rank 0: it uses the '${dataPlane}' data plane, rank 0 uses '${this.opts.dataPlane}' ` +
+          '(all ranks must use the same dataPlane)',
       );
     }
     if (!dataEndpoint.startsWith('tcp://')) return refuse(`rank ${rank} was refused by rank 0: bad data endpoint ${dataEndpoint}`);

@@ -10,6 +10,7 @@
 import * as readline from 'node:readline';
 import { CommError } from './comm-error';
 import { Communicator } from './communicator';
+import type { DataPlane } from './data-transport';
 import { readDistEnv } from './dist-env';
 import { GradBuckets } from './grad-buckets';
 
@@ -33,6 +34,8 @@ export interface SelftestScenario {
   idleRanks?: number[];
   /** Elements per allreduce in the loop scenario. */
   loopLength?: number;
+  /** The data plane to run on (default: the Communicator's). */
+  dataPlane?: DataPlane;
 }
 
 function emit(obj: object): void {
@@ -148,6 +151,7 @@ async function main(): Promise<number | undefined> {
       timeoutMs: scenario.timeoutMs,
       connectTimeoutMs: scenario.connectTimeoutMs,
       subChunkBytes: scenario.subChunkBytes,
+      dataPlane: scenario.dataPlane,
     });
     emit({ event: 'ready', rank: comm.rank, worldSize: comm.worldSize, dataEndpoint: comm.dataEndpoint, pid: process.pid, simd: comm.simd });
     if (scenario.waitForGo) await waitForLine();
