@@ -144,17 +144,25 @@ export class Communicator {
     });
     const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
     const ready = await new Promise<Extract<CommReply, { type: 'ready' }>>((resolve, reject) => {
-      const onExit = (code: number) => reject(new CommError('closed', `rank ${env.rank}: the comm thread exited during rendezvous (code ${code})`));
-      const onError = (err: Error) => reject(new CommError('closed', `rank ${env.rank}: the comm thread crashed during rendezvous: ${err.message}`));
-      worker.once('exit', onExit);
-      worker.once('error', onError);
-      port1.once('message', (msg: CommReply) => {
+      const onReply = (msg: CommReply) => {
         worker.off('exit', onExit);
         worker.off('error', onError);
+        port1.off('message', onReply);
         if (msg.type === 'ready') resolve(msg);
         else if (msg.type === 'connect-failed') reject(CommError.fromData(msg.error));
         else reject(new CommError('closed', `rank ${env.rank}: unexpected ${msg.type} from the comm thread during rendezvous`));
-      });
+      };
+      // The thread posts why it failed and then ends; 'exit' may be dispatched before that message,
+      // so take it from the port first.
+      const onExit = (code: number) => {
+        const pending = receiveMessageOnPort(port1);
+        if (pending !== undefined) onReply(pending.message as CommReply);
+        else reject(new CommError('closed', `rank ${env.rank}: the comm thread exited during rendezvous (code ${code})`));
+      };
+      const onError = (err: Error) => reject(new CommError('closed', `rank ${env.rank}: the comm thread crashed during rendezvous: ${err.message}`));
+      worker.once('exit', onExit);
+      worker.once('error', onError);
+      port1.on('message', onReply);
     }).catch(async (err: unknown) => {
       port1.close();
       await waitForExit(worker, exited, 10_000);

@@ -11,7 +11,8 @@
 import type { CommError } from './comm-error';
 import type { WireHeader } from './wire-header';
 
-export type DataPlane = 'stream' | 'zeromq';
+export const DATA_PLANES = ['stream', 'zeromq'] as const;
+export type DataPlane = (typeof DATA_PLANES)[number];
 
 /**
  * A message of the running collective arrived. `placed`: the payload is the view that the handler's

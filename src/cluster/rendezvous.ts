@@ -207,14 +207,7 @@ export class RendezvousServer {
       return refuse(`rank ${rank} was refused by rank 0: it has WORLD_SIZE=${worldSize}, rank 0 has WORLD_SIZE=${n}`);
     }
     if (rank >= n) return refuse(`rank ${rank} was refused by rank 0: RANK must be below WORLD_SIZE=${n}`);
-    const existing = this.byRank.get(rank);
-    if (existing !== undefined) {
-      return refuse(
-        `rank ${rank} was refused by rank 0: rank ${rank} is already registered (pid ${existing.pid} on ${existing.host}); ` +
-          'two processes were started with the same RANK',
-      );
-    }
-    if (this.phase !== 'registering') return refuse(`rank ${rank} was refused by rank 0: the job has already formed`);
+    // Settings every rank must share, before the duplicate check: a misconfigured rank hears why.
     if (subChunkBytes !== this.opts.subChunkBytes) {
       return refuse(
         `rank ${rank} was refused by rank 0: it uses ${subChunkBytes}-byte sub-chunks, rank 0 uses ${this.opts.subChunkBytes} ` +
@@ -224,9 +217,17 @@ export class RendezvousServer {
     if (dataPlane !== this.opts.dataPlane) {
       return refuse(
         `rank ${rank} was refused by rank 0: it uses the '${dataPlane}' data plane, rank 0 uses '${this.opts.dataPlane}' ` +
-          '(all ranks must use the same dataPlane)',
+          '(every rank must use the same: dist.data_plane)',
       );
     }
+    const existing = this.byRank.get(rank);
+    if (existing !== undefined) {
+      return refuse(
+        `rank ${rank} was refused by rank 0: rank ${rank} is already registered (pid ${existing.pid} on ${existing.host}); ` +
+          'two processes were started with the same RANK',
+      );
+    }
+    if (this.phase !== 'registering') return refuse(`rank ${rank} was refused by rank 0: the job has already formed`);
     if (!dataEndpoint.startsWith('tcp://')) return refuse(`rank ${rank} was refused by rank 0: bad data endpoint ${dataEndpoint}`);
 
     this.byRank.set(rank, { rank, id, dataEndpoint, host, pid });
