@@ -67,6 +67,10 @@ export class Communicator {
   readonly dataEndpoint: string;
   /** Whether the comm thread adds with wasm SIMD. */
   readonly simd: boolean;
+  /** How this job's ranks exchange collective data (the same on every rank). */
+  get dataPlane(): DataPlane {
+    return this.opts.dataPlane;
+  }
 
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;

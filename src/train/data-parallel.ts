@@ -26,6 +26,11 @@ export class DataParallel {
   private commSeconds = 0;
   private readonly buckets: GradBuckets;
 
+  /** How the trainers exchange collective data (dist.data_plane). */
+  get dataPlane(): DataPlane {
+    return this.comm.dataPlane;
+  }
+
   private constructor(private readonly comm: Communicator, bucketMb: number) {
     this.rank = comm.rank;
     this.worldSize = comm.worldSize;

@@ -63,7 +63,7 @@ export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promis
   const group = await DataParallel.join({ timeoutS: cfg.dist.timeout_s, bucketMb: cfg.dist.bucket_mb, dataPlane: cfg.dist.data_plane });
   const lead = group.rank === 0;
   const log = opts.logger ?? (lead ? new ConsoleRunLogger(workDir) : new RankRunLogger(group.rank));
-  if (group.worldSize > 1) log.info(`trainer ${group.rank} of ${group.worldSize} joined; ranks other than 0 log nothing but warnings`);
+  if (group.worldSize > 1) log.info(`trainer ${group.rank} of ${group.worldSize} joined (data plane: ${group.dataPlane}); ranks other than 0 log nothing but warnings`);
   const backend = await loadBackend(cfg.backend, (m) => log.info(m));
   // One trainer generates a missing synthetic dataset; the others would race it to the same folder.
   if (lead) await ensureDataset(cfg, (m) => log.info(m));
