@@ -62,27 +62,37 @@ const until = async (cond: () => boolean, ms = 5000) => {
   }
 };
 
-test('messages arrive in order, placed where the collective asks or stashed until it begins', async () => {
+test('messages arrive in order, placed where the collective asks; one of a collective not begun yet waits for it', async () => {
   const p = await pair();
   try {
     const [a, b] = p.t;
     const got: [number, number[], boolean][] = [];
-    // Collective #2's message arrives before #2 begins on b: it waits in a buffer of its own.
+    const target = new Float32Array(new SharedArrayBuffer(16));
+    a.send(header(1, 0, 8), new Uint8Array(new Float32Array([1, 2]).buffer));
+    a.send(header(1, 1, 8), new Uint8Array(new Float32Array([3, 4]).buffer));
+    // Rank 0 is ahead: collective #2's message is on the wire before #1 has even begun on rank 1.
     a.send(header(2, 0, 8), new Uint8Array(new Float32Array([5, 6]).buffer));
     await new Promise((r) => setTimeout(r, 50));
-    const target = new Float32Array(new SharedArrayBuffer(16));
     b.begin(1, (h, payload, placed) => got.push([h.seq, floats(payload), placed]), (h) =>
       h.chunk === 0 ? new Uint8Array(target.buffer, 0, h.byteLength) : undefined,
     );
-    a.send(header(1, 0, 8), new Uint8Array(new Float32Array([1, 2]).buffer));
-    a.send(header(1, 1, 8), new Uint8Array(new Float32Array([3, 4]).buffer));
     await until(() => got.length === 2);
     assert.deepEqual(got, [[1, [1, 2], true], [1, [3, 4], false]]);
     assert.deepEqual([...target.subarray(0, 2)], [1, 2]);
     b.end(1);
-    b.begin(2, (h, payload, placed) => got.push([h.seq, floats(payload), placed]));
-    assert.deepEqual(got[2], [2, [5, 6], false]);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(got.length, 2, 'a message of #2 was delivered before #2 began');
+    // #2's payload waited in the kernel; it lands where #2 places it.
+    b.begin(2, (h, payload, placed) => got.push([h.seq, floats(payload), placed]), () => new Uint8Array(target.buffer, 8, 8));
+    await until(() => got.length === 3);
+    assert.deepEqual(got[2], [2, [5, 6], true]);
+    assert.deepEqual([...target.subarray(2, 4)], [5, 6]);
     b.end(2);
+    // And the stream goes on after the hold.
+    a.send(header(3, 0, 8), new Uint8Array(new Float32Array([7, 8]).buffer));
+    b.begin(3, (h, payload, placed) => got.push([h.seq, floats(payload), placed]));
+    await until(() => got.length === 4);
+    assert.deepEqual(got[3], [3, [7, 8], false]);
     await new Promise<void>((resolve) => a.afterSends(resolve));
     assert.deepEqual(p.fatal, [[], []]);
   } finally {

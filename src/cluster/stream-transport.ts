@@ -106,6 +106,11 @@ export class StreamTransport implements DataTransport {
   private readonly helloIn = Buffer.alloc(HELLO_BYTES);
   private helloGot = 0;
   private failed = false;
+  /** A header of a collective that has not begun here was read; its payload waits in the kernel. */
+  private held = false;
+  /** Where node reads the first byte after a hold (see readTarget). */
+  private readonly spare = Buffer.alloc(1);
+  private intoSpare = false;
   /** Payload writes not yet handed to the kernel, and who waits for them to be. */
   private unsent = 0;
   private sentWaiters: (() => void)[] = [];
@@ -207,6 +212,13 @@ export class StreamTransport implements DataTransport {
         if (this.handler !== handler) break; // the collective failed part way through the stash
         handler(h, p, false);
       }
+    }
+    // A message of this collective waits in the kernel (onRead): choose where it goes, and read on.
+    const h = this.rx.header;
+    if (this.held && h !== null && h.seq === seq && this.handler === handler) {
+      this.held = false;
+      this.chooseDest(h);
+      this.inSock?.resume();
     }
   }
 
@@ -333,10 +345,8 @@ export class StreamTransport implements DataTransport {
       noDelay: true,
       onread: {
         buffer: () => this.readTarget(),
-        callback: (n: number) => {
-          this.onRead(n);
-          return true;
-        },
+        // false pauses the socket (a message of a collective that has not begun here).
+        callback: (n: number) => this.onRead(n),
       },
     });
     this.inSock = s;
@@ -365,28 +375,60 @@ export class StreamTransport implements DataTransport {
 
   /** Where the next read from the previous rank goes (onread asks before every read). */
   private readTarget(): Uint8Array {
+    this.intoSpare = false;
     if (!this.inUp) return this.helloIn.subarray(this.helloGot);
     const rx = this.rx;
     if (rx.header === null) return rx.headerBuf.subarray(rx.got);
-    return rx.dest!.subarray(rx.got);
+    if (rx.dest === null) {
+      // Held (see onRead): node asks for the next buffer before it stops reading, and reads the first
+      // bytes after the resume into it. One byte, copied to the real place in onRead.
+      this.intoSpare = true;
+      return this.spare;
+    }
+    return rx.dest.subarray(rx.got);
   }
 
-  private onRead(n: number): void {
-    if (n <= 0 || this.failed) return;
+  /** Where the payload of `h` goes: the place the running collective chose, or a buffer of its own. */
+  private chooseDest(h: WireHeader): void {
+    const rx = this.rx;
+    rx.placed = false;
+    rx.dest = null;
+    if (h.seq === this.activeSeq && this.place !== undefined) {
+      const view = this.place(h);
+      if (view !== undefined && view.byteLength === h.byteLength) {
+        rx.dest = view;
+        rx.placed = true;
+      }
+    }
+    if (rx.dest === null) {
+      rx.dest = Buffer.allocUnsafe(h.byteLength);
+      this.reclaimer.noteReceived(h.byteLength);
+    }
+  }
+
+  /** Returns false to pause the socket. */
+  private onRead(n: number): boolean {
+    if (n <= 0 || this.failed) return true;
+    if (this.intoSpare) {
+      // The first byte after a hold came into the spare byte: move it to where it belongs.
+      this.intoSpare = false;
+      this.rx.dest!.set(this.spare.subarray(0, n), this.rx.got);
+    }
     if (!this.inUp) {
       this.helloGot += n;
-      if (this.helloGot < HELLO_BYTES) return;
+      if (this.helloGot < HELLO_BYTES) return true;
       if (!helloMatches(this.helloIn, this.prev, `${this.nonce}:${this.prev}`)) {
-        return this.fatal(new CommError('protocol', `rank ${this.opts.rank}: the peer at rank ${this.prev}'s data endpoint ${this.prevEndpoint} is not rank ${this.prev} of this job`, [this.prev]));
+        this.fatal(new CommError('protocol', `rank ${this.opts.rank}: the peer at rank ${this.prev}'s data endpoint ${this.prevEndpoint} is not rank ${this.prev} of this job`, [this.prev]));
+        return true;
       }
       this.inUp = true;
       this.markConnected();
-      return;
+      return true;
     }
     const rx = this.rx;
     rx.got += n;
     if (rx.header === null) {
-      if (rx.got < WIRE_HEADER_BYTES) return;
+      if (rx.got < WIRE_HEADER_BYTES) return true;
       let h: WireHeader;
       try {
         const announced = rx.headerBuf.readUInt32LE(28);
@@ -394,28 +436,25 @@ export class StreamTransport implements DataTransport {
         if (h.op < WireOp.AllreduceSum) throw new Error(`control op ${WireOp[h.op]} on the data socket`);
         if (h.byteLength > this.opts.subChunkBytes) throw new Error(`payload of ${h.byteLength} bytes, more than the ${this.opts.subChunkBytes}-byte sub-chunks of this job`);
       } catch (err) {
-        return this.fatal(
-          new CommError('protocol', `rank ${this.opts.rank} received a malformed message from rank ${this.prev}: ${(err as Error).message}`, [this.prev]),
-        );
+        this.fatal(new CommError('protocol', `rank ${this.opts.rank} received a malformed message from rank ${this.prev}: ${(err as Error).message}`, [this.prev]));
+        return true;
       }
       rx.header = h;
       rx.got = 0;
       rx.placed = false;
       rx.dest = null;
-      if (h.seq === this.activeSeq && this.place !== undefined) {
-        const view = this.place(h);
-        if (view !== undefined && view.byteLength === h.byteLength) {
-          rx.dest = view;
-          rx.placed = true;
-        }
+      if (h.byteLength > 0 && h.seq !== this.activeSeq && h.seq > this.lastEndedSeq) {
+        // A collective that has not begun here (the previous rank is ahead): rather than read the
+        // payload into a buffer and copy it later, leave it in the kernel until begin(), which places
+        // it. Everything this rank still needs of the running collective came before it on this
+        // connection, so holding it back cannot stall that collective.
+        this.held = true;
+        return false;
       }
-      if (rx.dest === null) {
-        rx.dest = Buffer.allocUnsafe(h.byteLength);
-        this.reclaimer.noteReceived(h.byteLength);
-      }
-      if (h.byteLength > 0) return;
+      this.chooseDest(h);
+      if (h.byteLength > 0) return true;
     } else if (rx.got < rx.dest!.byteLength) {
-      return;
+      return true;
     }
     const h = rx.header!;
     const payload = rx.dest!;
@@ -424,6 +463,7 @@ export class StreamTransport implements DataTransport {
     rx.dest = null;
     rx.got = 0;
     this.deliver(h, payload, placed);
+    return true;
   }
 
   private deliver(h: WireHeader, payload: Uint8Array, placed: boolean): void {
