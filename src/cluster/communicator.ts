@@ -31,7 +31,7 @@ export interface CommunicatorOptions {
   forceJsKernels?: boolean;
   /**
    * The comm thread runs a minor GC every this many bytes received into buffers of the data plane's
-   * (every message on ZeroMQ; on the stream plane only messages that arrive before their collective),
+   * (every message on ZeroMQ; on the stream plane only messages its collective did not place, rare),
    * freeing them before V8 answers their "external memory pressure" with far costlier full
    * collections (memory-reclaimer.ts). Default 16 MiB; 0 disables.
    */

@@ -22,8 +22,11 @@
 // parsed as data, and learns nothing. Messages from the authenticated neighbour are decoded and checked;
 // a malformed one is a protocol error that stops the job, because it means the two ranks disagree.
 //
-// Routing by collective sequence number is as in the ZeroMQ plane: a message for a collective that has
-// not begun here waits in a stash (in a buffer of its own), one for a collective that already ended is
+// Routing by collective sequence number: a message for a collective that has not begun here (the
+// previous rank is ahead) is held: its header is read, its payload left in the kernel and the socket
+// paused until begin() of that collective, which then places it like any other (everything this rank
+// still needs of the running collective came before it on the connection, so the hold cannot stall
+// it). Only payload-less messages wait in a stash. A message for a collective that already ended is
 // an error.
 
 import { timingSafeEqual } from 'node:crypto';
