@@ -1,10 +1,11 @@
 // Allreduce bandwidth on loopback, ours beside PyTorch's gloo, measured in the same run:
 //
 //   node dist/bench/allreduce.js [--sizes 1M,11M,25M] [--worlds 2,4] [--rounds 3] [--iters 5] [--warmup 2]
-//     [--modes inplace] [--sub-chunk 1048576] [--gc-every 16777216] [--js] [--threads] [--no-gloo] [--python /usr/bin/python3] [--json]
+//     [--modes inplace] [--planes stream,zeromq] [--sub-chunk 1048576] [--gc-every 16777216] [--js] [--threads] [--no-gloo] [--python /usr/bin/python3] [--json]
 //
 // Ours: starts WORLD_SIZE real processes per world size (this same file, as ranks) and times Communicator
-// allreduces of float32 arrays:
+// allreduces of float32 arrays, over each data plane given with --planes (default: all of them; stream,
+// the default plane, plain TCP with zero-copy receive; zeromq, the ZeroMQ plane), in each mode given with --modes:
 //   inplace  allreduceInPlace on a sharedArray: the ring alone (what gloo's all_reduce on a tensor does);
 //   copy     allreduce() into a reused output array: plus the copies into the shared slot and out;
 //   sync     allreduceSumSync(), likewise, blocking the calling thread (SyncBN's path).
@@ -24,6 +25,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Communicator } from '../src/cluster/communicator';
+import { DATA_PLANES, type DataPlane } from '../src/cluster/data-transport';
 import { readDistEnv } from '../src/cluster/dist-env';
 import { LocalJob } from '../src/cluster/local-job';
 
@@ -39,6 +41,7 @@ interface BenchConfig {
   forceJs: boolean;
   /** Also measure CPU time per thread kind (Linux: /proc/self/task/<tid>/schedstat). */
   threads: boolean;
+  dataPlane: DataPlane;
 }
 
 interface RankResult {
@@ -54,7 +57,9 @@ interface RankResult {
 
 /** One run's figure for one (impl, mode, size, world). */
 interface Sample {
-  impl: 'segdist' | 'gloo';
+  /** 'segdist/<data plane>' or 'gloo'. */
+  impl: string;
+  round: number;
   mode: string;
   world: number;
   elements: number;
@@ -114,6 +119,7 @@ async function rankMain(): Promise<void> {
     subChunkBytes: cfg.subChunkBytes,
     minorGcEveryBytes: cfg.minorGcEveryBytes,
     forceJsKernels: cfg.forceJs,
+    dataPlane: cfg.dataPlane,
     timeoutMs: 120_000,
     connectTimeoutMs: 60_000,
   });
@@ -172,7 +178,7 @@ async function runOurs(n: number, cfg: BenchConfig): Promise<Sample[]> {
     const threadMs = r0.threadMs
       ? (Object.fromEntries((['main', 'zmqIo', 'other'] as const).map((kind) => [kind, ranks.reduce((a, r) => a + median(r.results[k].threadMs![kind]), 0) / n])) as Record<ThreadKind, number>)
       : undefined;
-    return { impl: 'segdist', mode: r0.mode, world: n, elements: r0.size, ms, busbw: busbw(r0.size, ms, n), cpuMs: user + sys, sysMs: sys, threadMs, load };
+    return { impl: `segdist/${cfg.dataPlane}`, round: -1, mode: r0.mode, world: n, elements: r0.size, ms, busbw: busbw(r0.size, ms, n), cpuMs: user + sys, sysMs: sys, threadMs, load };
   });
 }
 
@@ -199,7 +205,7 @@ async function runGloo(python: string, script: string, n: number, cfg: BenchConf
   });
   if (code !== 0) throw new Error(`${python} ${path.basename(script)} exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
   const rows = JSON.parse(stdout.trim().split('\n').pop()!) as { world: number; elements: number; ms: number; busbw: number; cpuMs: number }[];
-  return rows.map((r) => ({ impl: 'gloo', mode: 'inplace', world: r.world, elements: r.elements, ms: r.ms, busbw: r.busbw, cpuMs: r.cpuMs, sysMs: null, load }));
+  return rows.map((r) => ({ impl: 'gloo', round: -1, mode: 'inplace', world: r.world, elements: r.elements, ms: r.ms, busbw: r.busbw, cpuMs: r.cpuMs, sysMs: null, load }));
 }
 
 function fmtSize(n: number): string {
@@ -216,7 +222,10 @@ async function driverMain(): Promise<void> {
     minorGcEveryBytes: Number(arg('--gc-every') ?? 16 << 20),
     forceJs: process.argv.includes('--js'),
     threads: process.argv.includes('--threads') && process.platform === 'linux',
+    dataPlane: 'stream',
   };
+  const planes = (arg('--planes') ?? DATA_PLANES.join(',')).split(',') as DataPlane[];
+  for (const p of planes) if (!DATA_PLANES.includes(p)) throw new Error(`--planes: unknown data plane ${p} (${DATA_PLANES.join(', ')})`);
   for (const m of cfg.modes) if (!['inplace', 'copy', 'sync'].includes(m)) throw new Error(`--modes: unknown mode ${m} (inplace, copy, sync)`);
   const worlds = (arg('--worlds') ?? '2,4').split(',').map(Number);
   const rounds = Number(arg('--rounds') ?? 3);
@@ -230,17 +239,20 @@ async function driverMain(): Promise<void> {
   };
   log(
     `allreduce float32 over 127.0.0.1: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load ${loadStart.map((l) => l.toFixed(1)).join(' ')}; ` +
-      `segdist sub-chunk ${cfg.subChunkBytes} B, ${cfg.forceJs ? 'JS' : 'wasm SIMD'} add; ${rounds} round(s) x median of ${cfg.iters} (+${cfg.warmup} warm-up)`,
+      `segdist data plane(s) ${planes.join(', ')}, sub-chunk ${cfg.subChunkBytes} B, ${cfg.forceJs ? 'JS' : 'wasm SIMD'} add; ` +
+      `${rounds} round(s) x median of ${cfg.iters} (+${cfg.warmup} warm-up)`,
   );
 
   const samples: Sample[] = [];
   for (let round = 0; round < rounds; round++) {
     for (const n of worlds) {
-      const order: ('ours' | 'gloo')[] = round % 2 === 0 ? ['ours', 'gloo'] : ['gloo', 'ours'];
+      // Who goes first rotates from round to round, so a change in the machine's load hits all alike.
+      const impls: (DataPlane | 'gloo')[] = [...planes, 'gloo'];
+      const order = impls.map((_, i) => impls[(i + round) % impls.length]);
       const got: Sample[] = [];
       for (const which of order) {
-        if (which === 'ours') {
-          got.push(...(await runOurs(n, cfg)));
+        if (which !== 'gloo') {
+          got.push(...(await runOurs(n, { ...cfg, dataPlane: which })));
         } else if (gloo !== null) {
           try {
             got.push(...(await runGloo(python, gloo, n, cfg)));
@@ -250,10 +262,10 @@ async function driverMain(): Promise<void> {
           }
         }
       }
-      samples.push(...got);
+      samples.push(...got.map((x) => ({ ...x, round })));
       log(
         `  round ${round + 1}, world ${n} (load ${os.loadavg()[0].toFixed(1)}): ` +
-          got.map((s) => `${s.impl === 'gloo' ? 'gloo' : s.mode} ${fmtSize(s.elements)} ${s.busbw.toFixed(2)}`).join(', '),
+          got.map((s) => `${s.impl === 'gloo' ? 'gloo' : `${s.impl} ${s.mode}`} ${fmtSize(s.elements)} ${s.busbw.toFixed(2)}`).join(', '),
       );
     }
   }
@@ -264,21 +276,27 @@ async function driverMain(): Promise<void> {
     samples.filter((s) => s.impl === impl && s.mode === mode && s.world === world && s.elements === elements);
   log('');
   log('busbw GB/s, median over rounds (each run: median iteration)');
-  log(' elements  world  mode       segdist     gloo   ratio   segdist ms   gloo ms   cpu ms/rank segdist (sys)   gloo');
+  log('ratio: median over rounds of ours / gloo in the same round [lowest-highest]');
+  log(` elements  world  ${'ours (data plane, mode)'.padEnd(23)}     ours     gloo   ratio [range]      ours ms   gloo ms      cpu ms/rank ours (sys)   gloo`);
   for (const n of worlds) {
     for (const size of cfg.sizes) {
       const g = pick('gloo', 'inplace', n, size);
       const gBus = g.length ? median(g.map((s) => s.busbw)) : null;
-      for (const mode of cfg.modes) {
-        const o = pick('segdist', mode, n, size);
+      for (const [impl, mode] of planes.flatMap((p) => cfg.modes.map((m) => [`segdist/${p}`, m] as const))) {
+        const o = pick(impl, mode, n, size);
         const oBus = median(o.map((s) => s.busbw));
+        const roundRatios = o.flatMap((s) => g.filter((x) => x.round === s.round).map((x) => s.busbw / x.busbw));
         const row = {
           elements: size,
           world: n,
+          impl,
           mode,
           segdistBusbw: oBus,
           glooBusbw: gBus,
-          ratio: gBus ? oBus / gBus : null,
+          // Each round's ratio is taken from runs next to each other in time (the load changes between
+          // rounds); the median of those is the figure to read, the range shows the noise.
+          ratio: roundRatios.length ? median(roundRatios) : null,
+          ratioRange: roundRatios.length ? [Math.min(...roundRatios), Math.max(...roundRatios)] : null,
           segdistMs: median(o.map((s) => s.ms)),
           glooMs: g.length ? median(g.map((s) => s.ms)) : null,
           segdistCpuMs: median(o.map((s) => s.cpuMs)),
@@ -292,8 +310,8 @@ async function driverMain(): Promise<void> {
         };
         rows.push(row);
         log(
-          `${fmtSize(size).padStart(9)}  ${String(n).padStart(5)}  ${mode.padEnd(7)}  ${oBus.toFixed(2).padStart(10)}  ${gBus === null ? '       -' : gBus.toFixed(2).padStart(8)}` +
-            `  ${row.ratio === null ? '     -' : row.ratio.toFixed(2).padStart(6)}  ${row.segdistMs.toFixed(1).padStart(11)}  ${row.glooMs === null ? '        -' : row.glooMs.toFixed(1).padStart(9)}` +
+          `${fmtSize(size).padStart(9)}  ${String(n).padStart(5)}  ${`${impl} ${mode}`.padEnd(23)}  ${oBus.toFixed(2).padStart(10)}  ${gBus === null ? '       -' : gBus.toFixed(2).padStart(8)}` +
+            `  ${row.ratio === null ? '     -' : row.ratio.toFixed(2).padStart(6)} ${row.ratioRange === null ? '           ' : `[${row.ratioRange[0].toFixed(2)}-${row.ratioRange[1].toFixed(2)}]`}  ${row.segdistMs.toFixed(1).padStart(11)}  ${row.glooMs === null ? '        -' : row.glooMs.toFixed(1).padStart(9)}` +
             `  ${row.segdistCpuMs.toFixed(1).padStart(20)} (${row.segdistSysMs.toFixed(1).padStart(5)})  ${row.glooCpuMs === null ? '     -' : row.glooCpuMs.toFixed(1).padStart(6)}` +
             (row.segdistThreadMs ? `   threads: main ${row.segdistThreadMs.main.toFixed(1)}, zmq I/O ${row.segdistThreadMs.zmqIo.toFixed(1)}, comm+other ${row.segdistThreadMs.other.toFixed(1)}` : ''),
         );

@@ -1,4 +1,4 @@
-// End to end: real rank processes on 127.0.0.1, real ZeroMQ sockets. Each rank runs the 'collectives'
+// End to end: real rank processes on 127.0.0.1, real sockets, on every data plane. Each rank runs the 'collectives'
 // self-test scenario (src/cluster/selftest-rank.ts): for every length, the synchronous and asynchronous
 // allreduce (sum, mean, several in flight with a synchronous one behind them), broadcast and barrier,
 // each compared exactly with the expected result (integer-valued inputs, so float32 sums are exact).
@@ -6,13 +6,14 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { DATA_PLANES } from '../src/cluster/data-transport';
 import { LocalJob } from '../src/cluster/local-job';
 
 const SELFTEST = path.join(__dirname, '..', 'src', 'cluster', 'selftest-rank.js');
 const LENGTHS = [0, 1, 7, 1_000_003];
 
-for (const worldSize of [2, 3, 4]) {
-  test(`allreduce, broadcast and barrier are exact with ${worldSize} ranks`, { timeout: 120_000 }, async () => {
+for (const dataPlane of DATA_PLANES) for (const worldSize of [2, 3, 4]) {
+  test(`allreduce, broadcast and barrier are exact with ${worldSize} ranks on the ${dataPlane} data plane`, { timeout: 120_000 }, async () => {
     await LocalJob.run(
       {
         script: SELFTEST,
@@ -25,6 +26,7 @@ for (const worldSize of [2, 3, 4]) {
             connectTimeoutMs: 30_000,
             // Small sub-chunks so the 1M-element case runs the pipeline over many pieces.
             subChunkBytes: 256 * 1024,
+            dataPlane,
           }),
         },
       },

@@ -6,6 +6,7 @@ import { connect as tcpConnect } from 'node:net';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import * as zmq from 'zeromq';
+import { DATA_PLANES } from '../src/cluster/data-transport';
 import { LocalJob, type RankProcess } from '../src/cluster/local-job';
 import { encodeHeader, hashName, WireDtype, WireOp } from '../src/cluster/wire-header';
 
@@ -73,13 +74,13 @@ test('junk sent to the data and rendezvous ports is dropped and the job carries 
   });
 });
 
-for (const victim of [1, 0]) {
-  test(`kill -9 of rank ${victim} makes the others fail fast, naming it`, { timeout: 60_000 }, async () => {
+for (const dataPlane of DATA_PLANES) for (const victim of [1, 0]) {
+  test(`kill -9 of rank ${victim} makes the others fail fast, naming it (${dataPlane} data plane)`, { timeout: 60_000 }, async () => {
     const timeoutMs = 20_000;
     const opts = {
       script: SELFTEST,
       worldSize: 3,
-      env: { SEGDIST_SELFTEST: JSON.stringify({ kind: 'loop', loopLength: 50_000, timeoutMs, connectTimeoutMs: 20_000 }) },
+      env: { SEGDIST_SELFTEST: JSON.stringify({ kind: 'loop', loopLength: 50_000, timeoutMs, connectTimeoutMs: 20_000, dataPlane }) },
     };
     await LocalJob.run(opts, 50_000, async (job) => {
       await Promise.all(job.procs.map((p) => p.waitForEvent((e) => e.event === 'looping', 30_000)));
@@ -98,6 +99,42 @@ for (const victim of [1, 0]) {
       });
     });
   });
+}
+
+for (const dataPlane of DATA_PLANES) {
+  for (const [what, extra, pattern] of [
+    ['another collective', {}, /belongs to collective/],
+    ['another length', { mismatchLength: 999 }, /tensor is \d+ bytes, this rank's is \d+ bytes/],
+  ] as const) {
+    test(`a rank that runs ${what} fails the job loudly, naming the rank and the collective (${dataPlane} data plane)`, { timeout: 60_000 }, async () => {
+      const opts = {
+        script: SELFTEST,
+        worldSize: 3,
+        env: { SEGDIST_SELFTEST: JSON.stringify({ kind: 'mismatch', loopLength: 100_000, mismatchRank: 1, timeoutMs: 20_000, connectTimeoutMs: 20_000, dataPlane, ...extra }) },
+      };
+      await LocalJob.run(opts, 50_000, async (job) => {
+        const started = Date.now();
+        const exits = await Promise.all(job.procs.map((p) => p.exited));
+        assert.ok(Date.now() - started < 20_000, `took ${Date.now() - started} ms`);
+        for (const p of job.procs) {
+          assert.equal(exits[p.rank].code, 2, `rank ${p.rank}: ${p.stderr}`);
+          const err = errorOf(p)!;
+          assert.equal(err.code, 'protocol', JSON.stringify(err));
+          assert.match(err.message, /allreduce '(grad|other)' #1/, JSON.stringify(err));
+        }
+        // A rank that got a message of the other collective names its sender, the collective and the
+        // difference; the others may have heard of it first, through the abort, and quote it.
+        const direct = job.procs.map((p) => errorOf(p)!).filter((e) => /#1 on rank \d: rejected a message from rank \d/.test(e.message));
+        assert.ok(direct.length > 0, job.procs.map((p) => p.stderr).join('\n'));
+        for (const e of direct) {
+          assert.match(e.message, pattern);
+          const [, on, from] = /on rank (\d): rejected a message from rank (\d)/.exec(e.message)!;
+          assert.equal(Number(from), (Number(on) + 2) % 3, e.message);
+          assert.deepEqual(e.ranks, [Number(from)]);
+        }
+      });
+    });
+  }
 }
 
 test('a rank that never arrives is named by the others when their wait times out', { timeout: 60_000 }, async () => {

@@ -36,6 +36,15 @@ test('a wrong token or a wrong world size is refused, and the job still forms', 
   });
 });
 
+test('a rank on another data plane is refused, naming it and both planes', { timeout: 60_000 }, async () => {
+  const ranks = [{ rank: 0 }, { rank: 1, env: { SEGDIST_SELFTEST: scenario({ dataPlane: 'zeromq' }) } }, { rank: 1 }];
+  await LocalJob.run({ script: SELFTEST, worldSize: 2, env: { SEGDIST_SELFTEST: scenario({ dataPlane: 'stream' }) }, ranks }, 50_000, async (job) => {
+    const [rank0, otherPlane, rank1] = job.procs;
+    await refusedWith(otherPlane, /rank 1 was refused by rank 0: it uses the 'zeromq' data plane, rank 0 uses 'stream' \(every rank must use the same: dist\.data_plane\)/);
+    await formsAndPasses([rank0, rank1]);
+  });
+});
+
 test('a second process with the same rank is refused', { timeout: 60_000 }, async () => {
   const ranks = [{ rank: 0 }, { rank: 1 }, { rank: 1 }];
   await LocalJob.run({ script: SELFTEST, worldSize: 2, env: { SEGDIST_SELFTEST: scenario() }, ranks }, 50_000, async (job) => {

@@ -81,8 +81,10 @@ test('2 trainers x batch 2 with SyncBN make the same step as 1 trainer x batch 4
 test('without SyncBN the update is the average of the per-trainer gradients', async () => {
   const dist = tempDir('bn-average');
   const extra = ['optimizer.momentum=0', 'optimizer.weight_decay=0'];
-  const r = await runCli(['train', '--gpus', '2', ...overrides(dist, 2, extra)]);
+  // Over the ZeroMQ data plane (the other tests use the default, stream): the key reaches the trainers.
+  const r = await runCli(['train', '--gpus', '2', ...overrides(dist, 2, extra), 'dist.data_plane=zeromq']);
   assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout + r.stderr, /trainer 0 of 2 joined \(data plane: zeromq\)/);
   const after = loadCheckpoint(path.join(dist, 'checkpoints', 'iter_0000001')).model;
 
   // Recompute here what each trainer saw: its own shard's first batch, from the same initial weights,

@@ -16,7 +16,9 @@ import type { DistEnv } from './dist-env';
 import { localAddressToward, resolveHost, tcpEndpoint } from './host-address';
 import { RendezvousServer } from './rendezvous';
 import { startAllreduce, startBroadcast, type RingJob, type RingRun } from './ring-collectives';
+import type { DataPlane, DataTransport, DataTransportOptions } from './data-transport';
 import { RingTransport } from './ring-transport';
+import { StreamTransport } from './stream-transport';
 import type { F32Kernels } from './simd-kernels';
 import { hashName, WireMismatchError } from './wire-header';
 import type { WasmMemory } from './wasm-api';
@@ -28,8 +30,10 @@ export interface CommEngineOptions {
   connectTimeoutMs: number;
   /** Pipelining unit of the ring, bytes. The same on every rank. */
   subChunkBytes: number;
-  /** Minor GC every this many received bytes, to free ZeroMQ's message buffers early; 0: never. */
+  /** Minor GC every this many bytes received into transport buffers, to free them early; 0: never. */
   minorGcEveryBytes: number;
+  /** How ranks exchange data: plain TCP streams with zero-copy receive (default) or ZeroMQ. The same on every rank. */
+  dataPlane?: DataPlane;
   /** The address to bind data sockets on, instead of the interface that routes to MASTER_ADDR. */
   hostAddress?: string;
   warn?: (message: string) => void;
@@ -69,7 +73,7 @@ export class CommEngine {
   readonly worldSize: number;
   private hub: RendezvousServer | null = null;
   private control!: ControlClient;
-  private transport!: RingTransport;
+  private transport!: DataTransport;
   private seq = 0;
   private current: Current | null = null;
   private completed = { seq: 0, name: '', kind: '' };
@@ -114,12 +118,13 @@ export class CommEngine {
         bindIp: masterIp,
         port: env.masterPort,
         subChunkBytes: opts.subChunkBytes,
+        dataPlane: opts.dataPlane ?? 'stream',
         timeoutMs: opts.connectTimeoutMs,
         probeMs: this.probeMs(),
         warn: opts.warn,
       });
     }
-    this.transport = await RingTransport.bind({
+    const transportOpts: DataTransportOptions = {
       rank: env.rank,
       worldSize: env.worldSize,
       bindIp,
@@ -129,7 +134,8 @@ export class CommEngine {
       onLost: (rank, reason) => this.onLost(rank, reason),
       onFatal: (error) => this.fail(error, true),
       warn: opts.warn,
-    });
+    };
+    this.transport = (opts.dataPlane ?? 'stream') === 'zeromq' ? await RingTransport.bind(transportOpts) : await StreamTransport.bind(transportOpts);
     this.control = new ControlClient({
       rank: env.rank,
       worldSize: env.worldSize,
@@ -149,22 +155,14 @@ export class CommEngine {
         host: hostname(),
         pid: process.pid,
         subChunkBytes: opts.subChunkBytes,
+        dataPlane: opts.dataPlane ?? 'stream',
       },
       // Rank 0's hub has the same deadline and knows which ranks are missing; give its abort a moment
       // to arrive before falling back on this rank's vaguer timeout.
       Math.max(1, deadline - Date.now()) + RENDEZVOUS_GRACE_MS,
     );
-    this.transport.connect(welcome.endpoints[this.transport.next], welcome.nonce);
-    await withDeadline(
-      this.transport.waitConnected(),
-      deadline,
-      () =>
-        new CommError(
-          'timeout',
-          `rank ${env.rank}: could not connect to rank ${this.transport.next}'s data endpoint ${welcome.endpoints[this.transport.next]}`,
-          [this.transport.next],
-        ),
-    );
+    this.transport.connect(welcome.endpoints, welcome.nonce);
+    await withDeadline(this.transport.waitConnected(), deadline, () => this.transport.connectFailure());
     await this.control.ready(Math.max(1, deadline - Date.now()) + RENDEZVOUS_GRACE_MS);
     if (this.broken) throw this.broken;
   }

@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { CommError } from './comm-error';
 import { DOORBELL_INDEX, type CommReply, type CommRequest, type CommWorkerData } from './comm-protocol';
+import type { DataPlane } from './data-transport';
 import { readDistEnv, type DistEnv } from './dist-env';
 import { createSlot, SlotPool, slotData, type SlotDescriptor } from './shared-slot';
 
@@ -29,13 +30,19 @@ export interface CommunicatorOptions {
   /** Use plain JS loops instead of the wasm SIMD kernels (for comparison). */
   forceJsKernels?: boolean;
   /**
-   * The comm thread runs a minor GC every this many received bytes, freeing ZeroMQ's message buffers
-   * before V8 answers their "external memory pressure" with far costlier full collections
-   * (memory-reclaimer.ts). Default 16 MiB; 0 disables.
+   * The comm thread runs a minor GC every this many bytes received into buffers of the data plane's
+   * (every message on ZeroMQ; on the stream plane only messages its collective did not place, rare),
+   * freeing them before V8 answers their "external memory pressure" with far costlier full
+   * collections (memory-reclaimer.ts). Default 16 MiB; 0 disables.
    */
   minorGcEveryBytes?: number;
   /** Do not report dropped junk messages and refused peers on stderr. Default false. */
   quiet?: boolean;
+  /**
+   * How the ranks exchange data (data-transport.ts): 'stream', plain TCP connections whose payloads the
+   * kernel writes straight into the shared slots (default), or 'zeromq'. Must be equal on all ranks.
+   */
+  dataPlane?: DataPlane;
 }
 
 export type ReduceOp = 'sum' | 'mean';
@@ -60,6 +67,10 @@ export class Communicator {
   readonly dataEndpoint: string;
   /** Whether the comm thread adds with wasm SIMD. */
   readonly simd: boolean;
+  /** How this job's ranks exchange collective data (the same on every rank). */
+  get dataPlane(): DataPlane {
+    return this.opts.dataPlane;
+  }
 
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -123,6 +134,7 @@ export class Communicator {
         hostAddress: options.hostAddress,
         forceJsKernels: opts.forceJsKernels,
         quiet: opts.quiet,
+        dataPlane: opts.dataPlane,
       },
       doorbell,
       port: port2,
@@ -136,17 +148,25 @@ export class Communicator {
     });
     const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
     const ready = await new Promise<Extract<CommReply, { type: 'ready' }>>((resolve, reject) => {
-      const onExit = (code: number) => reject(new CommError('closed', `rank ${env.rank}: the comm thread exited during rendezvous (code ${code})`));
-      const onError = (err: Error) => reject(new CommError('closed', `rank ${env.rank}: the comm thread crashed during rendezvous: ${err.message}`));
-      worker.once('exit', onExit);
-      worker.once('error', onError);
-      port1.once('message', (msg: CommReply) => {
+      const onReply = (msg: CommReply) => {
         worker.off('exit', onExit);
         worker.off('error', onError);
+        port1.off('message', onReply);
         if (msg.type === 'ready') resolve(msg);
         else if (msg.type === 'connect-failed') reject(CommError.fromData(msg.error));
         else reject(new CommError('closed', `rank ${env.rank}: unexpected ${msg.type} from the comm thread during rendezvous`));
-      });
+      };
+      // The thread posts why it failed and then ends; 'exit' may be dispatched before that message,
+      // so take it from the port first.
+      const onExit = (code: number) => {
+        const pending = receiveMessageOnPort(port1);
+        if (pending !== undefined) onReply(pending.message as CommReply);
+        else reject(new CommError('closed', `rank ${env.rank}: the comm thread exited during rendezvous (code ${code})`));
+      };
+      const onError = (err: Error) => reject(new CommError('closed', `rank ${env.rank}: the comm thread crashed during rendezvous: ${err.message}`));
+      worker.once('exit', onExit);
+      worker.once('error', onError);
+      port1.on('message', onReply);
     }).catch(async (err: unknown) => {
       port1.close();
       await waitForExit(worker, exited, 10_000);
@@ -484,5 +504,7 @@ function resolveOptions(o: CommunicatorOptions): Required<Omit<CommunicatorOptio
   if (!Number.isSafeInteger(minorGcEveryBytes) || minorGcEveryBytes < 0) {
     throw new CommError('usage', `Communicator option minorGcEveryBytes=${minorGcEveryBytes} must be a non-negative integer`);
   }
-  return { timeoutMs, connectTimeoutMs, subChunkBytes, minorGcEveryBytes, forceJsKernels: o.forceJsKernels ?? false, quiet: o.quiet ?? false };
+  const dataPlane = o.dataPlane ?? 'stream';
+  if (dataPlane !== 'stream' && dataPlane !== 'zeromq') throw new CommError('usage', `Communicator option dataPlane=${String(dataPlane)} must be 'stream' or 'zeromq'`);
+  return { timeoutMs, connectTimeoutMs, subChunkBytes, minorGcEveryBytes, forceJsKernels: o.forceJsKernels ?? false, quiet: o.quiet ?? false, dataPlane };
 }

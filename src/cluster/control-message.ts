@@ -14,6 +14,8 @@ export interface RegisterBody {
   host: string;
   pid: number;
   subChunkBytes: number;
+  /** The data plane this rank speaks ('stream' or 'zeromq'); every rank must use rank 0's. */
+  dataPlane: string;
 }
 
 /** Rank 0's answer once every rank has registered. */

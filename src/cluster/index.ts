@@ -8,6 +8,7 @@
 //   await comm.close();
 
 export { CommError, type CommErrorCode } from './comm-error';
+export type { DataPlane } from './data-transport';
 export { Communicator, type CommunicatorOptions, type ReduceOp } from './communicator';
 export { DistEnvError, readDistEnv, SINGLE_PROCESS_ENV, type DistEnv } from './dist-env';
 export { DEFAULT_BUCKET_BYTES, GradBuckets, planBuckets, type Bucket, type GradBucketsOptions, type MeanAllreducer, type NamedArray } from './grad-buckets';

@@ -1,3 +1,5 @@
+// (This matters for the ZeroMQ data plane; the stream plane receives into the slots themselves and
+// allocates only for messages that its collective does not place, which a correct run does not send.)
 // zeromq.js hands every received message over 128 bytes to JS as a Buffer over ZeroMQ's own memory and
 // reports that memory to V8 as external. A 25M-float allreduce receives ~100 MB of such Buffers per
 // rank, all garbage a moment later, but the JS objects are tiny, so the young generation never fills

@@ -38,6 +38,8 @@ export interface RendezvousServerOptions {
   port: number;
   /** Every rank must use the same sub-chunk size: the receivers compute message sizes from it. */
   subChunkBytes: number;
+  /** Every rank must speak the same data plane (data-transport.ts). */
+  dataPlane: string;
   /** How long to wait for all ranks to register and connect. */
   timeoutMs: number;
   /** How long a status probe waits for answers. */
@@ -190,6 +192,7 @@ export class RendezvousServer {
     const host = field(body, 'host', isString, 'a string');
     const pid = field(body, 'pid', isInt, 'an integer');
     const subChunkBytes = field(body, 'subChunkBytes', isInt, 'an integer');
+    const dataPlane = field(body, 'dataPlane', isString, 'a string');
     const n = this.opts.worldSize;
 
     const refuse = (message: string) => {
@@ -204,6 +207,19 @@ export class RendezvousServer {
       return refuse(`rank ${rank} was refused by rank 0: it has WORLD_SIZE=${worldSize}, rank 0 has WORLD_SIZE=${n}`);
     }
     if (rank >= n) return refuse(`rank ${rank} was refused by rank 0: RANK must be below WORLD_SIZE=${n}`);
+    // Settings every rank must share, before the duplicate check: a misconfigured rank hears why.
+    if (subChunkBytes !== this.opts.subChunkBytes) {
+      return refuse(
+        `rank ${rank} was refused by rank 0: it uses ${subChunkBytes}-byte sub-chunks, rank 0 uses ${this.opts.subChunkBytes} ` +
+          '(all ranks must use the same subChunkBytes)',
+      );
+    }
+    if (dataPlane !== this.opts.dataPlane) {
+      return refuse(
+        `rank ${rank} was refused by rank 0: it uses the '${dataPlane}' data plane, rank 0 uses '${this.opts.dataPlane}' ` +
+          '(every rank must use the same: dist.data_plane)',
+      );
+    }
     const existing = this.byRank.get(rank);
     if (existing !== undefined) {
       return refuse(
@@ -212,12 +228,6 @@ export class RendezvousServer {
       );
     }
     if (this.phase !== 'registering') return refuse(`rank ${rank} was refused by rank 0: the job has already formed`);
-    if (subChunkBytes !== this.opts.subChunkBytes) {
-      return refuse(
-        `rank ${rank} was refused by rank 0: it uses ${subChunkBytes}-byte sub-chunks, rank 0 uses ${this.opts.subChunkBytes} ` +
-          '(all ranks must use the same subChunkBytes)',
-      );
-    }
     if (!dataEndpoint.startsWith('tcp://')) return refuse(`rank ${rank} was refused by rank 0: bad data endpoint ${dataEndpoint}`);
 
     this.byRank.set(rank, { rank, id, dataEndpoint, host, pid });

@@ -1,4 +1,4 @@
-// Ring allreduce and ring broadcast over a RingTransport, on data that lives in a shared slot.
+// Ring allreduce and ring broadcast over a DataTransport, on data that lives in a shared slot.
 //
 // Allreduce: the n ranks split the data into n chunks; in n-1 reduce-scatter steps each rank passes a
 // partial sum of one chunk to the next rank, which adds its own and passes it on, until rank r holds
@@ -7,22 +7,31 @@
 //
 // Pipelining: every chunk is cut into sub-chunks of `subChunkBytes` and each sub-chunk moves through
 // the steps on its own, as soon as its previous step arrived. So while the comm thread adds one
-// sub-chunk, ZeroMQ's I/O thread is sending the one before and receiving the one after.
+// sub-chunk, the kernel is sending the one before and receiving the one after.
 //
-// Zero copy, and when a buffer may be reused: sends are views of memory that ZeroMQ reads later, on its
-// own thread, so a view must not change until the bytes have left. Views of the slot are sent only in
-// reduce-scatter, and the value sent always comes back round the ring (as part of a finished chunk)
-// before this rank overwrites that part of the slot, so causality guarantees the send completed. The
-// all-gather forwards the received message buffers themselves, which nothing else touches. The one
-// send that does not come back round is this rank's finished chunk at the start of the all-gather: it
-// is confirmed only by the next collective's completion. Pool slots wait for that before reuse
-// (SlotPool), so it goes out from the slot; a caller's own shared array cannot be held back, so for
-// those it goes out from a copy in the received buffer (1/n of the data).
+// Where received bytes land: a transport that can (the stream plane) reads a partial sum straight into
+// the slot's scratch area, from where the SIMD kernel adds it, and a finished chunk straight into its
+// place in the slot; otherwise (ZeroMQ, or a message that arrived before its collective began) the
+// payload comes in a buffer of the transport's and is copied.
+//
+// Zero copy, and when a buffer may be reused: sends are views of memory that the kernel (or ZeroMQ's
+// I/O thread) reads later, so a view must not change until the bytes have left. Within a collective,
+// views of the slot are sent in reduce-scatter, and the value sent always comes back round the ring (as
+// part of a finished chunk) before this rank overwrites that part of the slot, so causality guarantees
+// the send completed; the same holds for this rank's own chunk sent at step 0. After the collective:
+// - the stream plane confirms sends (DataTransport.confirmsSends), and a collective completes only once
+//   all of its payloads have left, so finished chunks are received into and sent from the slot itself;
+// - on ZeroMQ the sends that do not come back round (this rank's finished chunk at the start of the
+//   all-gather) are confirmed only by the next collective's completion (the next rank must have
+//   received them before it could finish this collective and start the next). Pool slots wait for that
+//   before reuse (SlotPool), so for those ("guarded") the finished chunk goes out from the slot; a
+//   caller's own shared array cannot be held back, so for those it goes out from a copy (1/n of the
+//   data). Forwarded chunks go out from the buffers ZeroMQ received them in.
 
 import type { CommError } from './comm-error';
 import type { F32Kernels } from './simd-kernels';
 import { expectHeader, WireDtype, WireMismatchError, WireOp, type CollectiveContext, type WireHeader } from './wire-header';
-import type { RingTransport } from './ring-transport';
+import type { DataTransport } from './data-transport';
 import type { WasmMemory } from './wasm-api';
 
 export interface RingJob {
@@ -63,7 +72,7 @@ export function chunkRange(length: number, n: number, c: number): [number, numbe
  * Sum (or mean) of `job`'s slot over all ranks, in place. Starts the pipeline and returns; `run` hears
  * of progress, completion and failure.
  */
-export function startAllreduce(t: RingTransport, job: RingJob, mean: boolean, rank: number, n: number, run: RingRun): void {
+export function startAllreduce(t: DataTransport, job: RingJob, mean: boolean, rank: number, n: number, run: RingRun): void {
   const op = mean ? WireOp.AllreduceMean : WireOp.AllreduceSum;
   const subElems = job.subChunkBytes >>> 2;
   const chunkLen = Math.ceil(job.length / n);
@@ -87,8 +96,26 @@ export function startAllreduce(t: RingTransport, job: RingJob, mean: boolean, ra
   });
   const slotView = (lo: number, hi: number) => Buffer.from(job.memory.buffer as SharedArrayBuffer, job.dataOffset + lo * 4, (hi - lo) * 4);
   const mod = (x: number) => ((x % n) + n) % n;
+  // Whether finished chunks may be sent from (and received into) the slot ("Zero copy" above).
+  const fromSlot = job.guarded || t.confirmsSends;
+  // Chunk this rank receives at `step`: reduce-scatter r-1-s, all-gather r-(s-(n-1)).
+  const chunkAt = (step: number) => (step < n - 1 ? mod(rank - 1 - step) : mod(rank - (step - (n - 1))));
 
-  const onMessage = (h: WireHeader, payload: Buffer) => {
+  // Where a message's payload should land, if the transport can put it there: a partial sum in the
+  // scratch area, a finished chunk in its place. Anything unexpected: undefined,
+  // and onMessage rejects it.
+  const place = (h: WireHeader): Uint8Array | undefined => {
+    const j = h.chunk;
+    if (j >= nsub || h.seq !== job.seq || h.op !== op) return undefined;
+    const step = nextStep[j];
+    if (step >= steps || h.step !== step) return undefined;
+    const [lo, hi] = sub(chunkAt(step), j);
+    if (h.byteLength !== (hi - lo) * 4) return undefined;
+    if (step < n - 1) return new Uint8Array(job.memory.buffer, job.scratchOffset, h.byteLength);
+    return fromSlot ? new Uint8Array(job.memory.buffer, job.dataOffset + lo * 4, h.byteLength) : undefined;
+  };
+
+  const onMessage = (h: WireHeader, payload: Uint8Array, placed: boolean) => {
     try {
       if (h.chunk >= nsub) {
         expectHeader(h, { op, dtype: WireDtype.Float32, sender: t.prev, seq: job.seq, nameHash: job.nameHash, totalBytes, chunk: nsub - 1 }, ctx);
@@ -101,8 +128,7 @@ export function startAllreduce(t: RingTransport, job: RingJob, mean: boolean, ra
           rank, t.prev, job.name,
         );
       }
-      // Chunk this rank receives at `step`: reduce-scatter r-1-s, all-gather r-(s-(n-1)).
-      const c = step < n - 1 ? mod(rank - 1 - step) : mod(rank - (step - (n - 1)));
+      const c = chunkAt(step);
       const [lo, hi] = sub(c, j);
       expectHeader(h, {
         op, dtype: WireDtype.Float32, sender: t.prev, seq: job.seq, nameHash: job.nameHash, totalBytes,
@@ -111,29 +137,33 @@ export function startAllreduce(t: RingTransport, job: RingJob, mean: boolean, ra
       nextStep[j] = step + 1;
       run.touch(step);
       const dst = job.dataOffset + lo * 4;
+      const bytes = payload.byteLength;
       if (step < n - 1) {
-        // Reduce-scatter: add the partial sum into ours. The received bytes go to scratch first so
-        // that the SIMD kernel, which sees only wasm memory, can read them.
-        memU8().set(payload, job.scratchOffset);
+        // Reduce-scatter: add the partial sum into ours. The SIMD kernel sees only wasm memory, so the
+        // received bytes must be in the scratch area (placed there, or copied).
+        if (!placed) memU8().set(payload, job.scratchOffset);
         job.kernels.add(dst, job.scratchOffset, hi - lo);
         if (step < n - 2) {
-          t.send(header(step + 1, j, payload.byteLength), slotView(lo, hi));
+          t.send(header(step + 1, j, bytes), slotView(lo, hi));
         } else {
           // This rank now holds the finished chunk: divide for a mean, then start the all-gather.
-          // From the slot if it is guarded, else from a copy in the received buffer ("Zero copy" above).
+          // From the slot where that is safe, else from a copy ("Zero copy" above).
           if (mean) job.kernels.divide(dst, hi - lo, n);
-          if (job.guarded) {
-            t.send(header(step + 1, j, payload.byteLength), slotView(lo, hi));
+          if (fromSlot) {
+            t.send(header(step + 1, j, bytes), slotView(lo, hi));
           } else {
-            payload.set(memU8().subarray(dst, dst + payload.byteLength));
-            t.send(header(step + 1, j, payload.byteLength), payload);
+            const copy = placed ? Buffer.allocUnsafe(bytes) : payload;
+            copy.set(memU8().subarray(dst, dst + bytes));
+            t.send(header(step + 1, j, bytes), copy);
           }
         }
       } else {
-        memU8().set(payload, dst);
-        if (step < steps - 1) t.send(header(step + 1, j, payload.byteLength), payload);
+        // All-gather: a finished chunk. Placed means it is already in the slot.
+        if (!placed) memU8().set(payload, dst);
+        if (step < steps - 1) t.send(header(step + 1, j, bytes), placed ? slotView(lo, hi) : payload);
       }
-      if (++received === expectedMessages) run.complete();
+      // Done once everything has arrived and (where the transport can tell) everything sent has left.
+      if (++received === expectedMessages) t.afterSends(() => run.complete());
     } catch (err) {
       run.fail(err as Error);
     }
@@ -145,7 +175,7 @@ export function startAllreduce(t: RingTransport, job: RingJob, mean: boolean, ra
     const [lo, hi] = sub(rank, j);
     t.send(header(0, j, (hi - lo) * 4), slotView(lo, hi));
   }
-  t.begin(job.seq, onMessage);
+  t.begin(job.seq, onMessage, place);
 }
 
 /**
@@ -153,7 +183,7 @@ export function startAllreduce(t: RingTransport, job: RingJob, mean: boolean, ra
  * rank forwarding a sub-chunk as soon as it has it; the last rank then acknowledges to rank 0, so rank 0
  * finishes only when everyone has the data (and its slot is no longer being read by ZeroMQ).
  */
-export function startBroadcast(t: RingTransport, job: RingJob, rank: number, n: number, run: RingRun): void {
+export function startBroadcast(t: DataTransport, job: RingJob, rank: number, n: number, run: RingRun): void {
   const subElems = job.subChunkBytes >>> 2;
   const nsub = Math.max(1, Math.ceil(job.length / subElems));
   const totalBytes = job.length * 4;
@@ -182,20 +212,28 @@ export function startBroadcast(t: RingTransport, job: RingJob, rank: number, n: 
     return;
   }
 
-  t.begin(job.seq, (h, payload) => {
+  // Sub-chunk j lands in its place in the slot and is forwarded from there where the transport confirms
+  // sends ("Zero copy" above); otherwise it comes in a buffer of the transport's, is copied, and that
+  // buffer is forwarded.
+  const place = (h: WireHeader): Uint8Array | undefined => {
+    const [lo, hi] = range(received);
+    if (!t.confirmsSends || h.op !== WireOp.Broadcast || h.seq !== job.seq || h.chunk !== received || h.byteLength !== (hi - lo) * 4) return undefined;
+    return new Uint8Array(job.memory.buffer, job.dataOffset + lo * 4, h.byteLength);
+  };
+  t.begin(job.seq, (h, payload, placed) => {
     try {
       const j = received;
       const [lo, hi] = range(j);
       expectHeader(h, { op: WireOp.Broadcast, dtype: WireDtype.Float32, sender: t.prev, seq: job.seq, nameHash: job.nameHash, totalBytes, step: 0, chunk: j, byteLength: (hi - lo) * 4 }, ctx);
       run.touch(0);
-      new Uint8Array(job.memory.buffer).set(payload, job.dataOffset + lo * 4);
+      if (!placed) new Uint8Array(job.memory.buffer).set(payload, job.dataOffset + lo * 4);
       if (rank < n - 1) t.send(header(WireOp.Broadcast, j, payload.byteLength), payload);
       if (++received === nsub) {
         if (rank === n - 1) t.send(header(WireOp.BroadcastAck, 0, 0), Buffer.alloc(0));
-        run.complete();
+        t.afterSends(() => run.complete());
       }
     } catch (err) {
       run.fail(err as Error);
     }
-  });
+  }, place);
 }

@@ -1,4 +1,5 @@
-// The data plane of one rank: a ROUTER bound on an ephemeral port of this host's address, which receives
+// The ZeroMQ data plane (dataPlane 'zeromq'; the default is stream-transport.ts, see data-transport.ts).
+// A ROUTER bound on an ephemeral port of this host's address, which receives
 // from the previous rank in the ring, and a DEALER connected to the next rank's ROUTER. One connection
 // per direction, so per-connection ordering (which ZeroMQ guarantees) is all the ring needs.
 //
@@ -17,29 +18,15 @@ import { CommError } from './comm-error';
 import { isIpv6, tcpEndpoint } from './host-address';
 import { MemoryReclaimer } from './memory-reclaimer';
 import { SendQueue } from './send-queue';
+import type { DataTransport, DataTransportOptions, RingHandler } from './data-transport';
 import { decodeHeader, encodeHeader, WireOp, type WireHeader } from './wire-header';
 
-export type RingHandler = (header: WireHeader, payload: Buffer) => void;
+export type RingTransportOptions = DataTransportOptions;
 
-export interface RingTransportOptions {
-  rank: number;
-  worldSize: number;
-  /** This host's address to bind (loopback for single-host jobs). */
-  bindIp: string;
-  subChunkBytes: number;
-  /** A send that cannot be queued for this long fails the job. */
-  sendTimeoutMs: number;
-  /** Run a minor GC every this many received bytes (see MemoryReclaimer); 0: never. */
-  minorGcEveryBytes: number;
-  /** The next rank's connection dropped after it was up. */
-  onLost: (rank: number, reason: string) => void;
-  /** The transport cannot go on (the previous rank sent something unacceptable, or a send failed). */
-  onFatal: (error: CommError) => void;
-  warn?: (message: string) => void;
-}
-
-export class RingTransport {
+export class RingTransport implements DataTransport {
   readonly endpoint: string;
+  /** ZeroMQ does not say when a zero-copy send's memory is free again. */
+  readonly confirmsSends = false;
   readonly prev: number;
   readonly next: number;
 
@@ -53,6 +40,7 @@ export class RingTransport {
   private handler: RingHandler | null = null;
   private lastEndedSeq = 0;
   private readonly stash = new Map<number, [WireHeader, Buffer][]>();
+  private nextEndpoint = '';
   private dropped = 0;
   private readonly reclaimer: MemoryReclaimer;
 
@@ -86,8 +74,10 @@ export class RingTransport {
   }
 
   /** Connects to the next rank's data endpoint; `nonce` authenticates the ring's connections. */
-  connect(nextEndpoint: string, nonce: string): void {
+  connect(endpoints: readonly string[], nonce: string): void {
     const { rank } = this.opts;
+    const nextEndpoint = endpoints[this.next];
+    this.nextEndpoint = nextEndpoint;
     this.prevId = Buffer.from(`${nonce}:${this.prev}`);
     const dealer = new zmq.Dealer({
       routingId: `${nonce}:${rank}`,
@@ -120,12 +110,21 @@ export class RingTransport {
     return new Promise((resolve) => this.connectedWaiters.push(resolve));
   }
 
-  /** Queues [header, payload] to the next rank. The payload is sent without copying: keep it unchanged until delivered. */
-  send(header: WireHeader, payload: Buffer): void {
-    this.sends!.push([encodeHeader(header), payload]);
+  connectFailure(): CommError {
+    return new CommError('timeout', `rank ${this.opts.rank}: could not connect to rank ${this.next}'s data endpoint ${this.nextEndpoint}`, [this.next]);
   }
 
-  /** Starts delivering messages of collective #seq (including any that arrived early) to `handler`. */
+  /** Queues [header, payload] to the next rank. The payload is sent without copying: keep it unchanged until delivered. */
+  send(header: WireHeader, payload: Uint8Array): void {
+    const frame = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    this.sends!.push([encodeHeader(header), frame]);
+  }
+
+  afterSends(done: () => void): void {
+    done();
+  }
+
+  /** Starts delivering messages of collective #seq (including any that arrived early) to `handler` (payloads always in ZeroMQ's buffers). */
   begin(seq: number, handler: RingHandler): void {
     this.activeSeq = seq;
     this.handler = handler;
@@ -134,7 +133,7 @@ export class RingTransport {
       this.stash.delete(seq);
       for (const [h, p] of early) {
         if (this.handler !== handler) break; // the collective failed part way through the stash
-        handler(h, p);
+        handler(h, p, false);
       }
     }
   }
@@ -189,7 +188,7 @@ export class RingTransport {
         new CommError('protocol', `rank ${this.opts.rank} received a malformed message from rank ${this.prev}: ${(err as Error).message}`, [this.prev]),
       );
     }
-    if (h.seq === this.activeSeq && this.handler !== null) return this.handler(h, frames[2]);
+    if (h.seq === this.activeSeq && this.handler !== null) return this.handler(h, frames[2], false);
     if (h.seq > this.lastEndedSeq) {
       const list = this.stash.get(h.seq);
       if (list === undefined) this.stash.set(h.seq, [[h, frames[2]]]);

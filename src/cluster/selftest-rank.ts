@@ -10,6 +10,7 @@
 import * as readline from 'node:readline';
 import { CommError } from './comm-error';
 import { Communicator } from './communicator';
+import type { DataPlane } from './data-transport';
 import { readDistEnv } from './dist-env';
 import { GradBuckets } from './grad-buckets';
 
@@ -21,8 +22,10 @@ export interface SelftestScenario {
    * abandon: one allreduce, then leave without close(): even ranks by process.exit(5), odd ranks by
    *   returning with process.exitCode = 6 (the process must still end with that status).
    * connect: join and leave.
+   * mismatch: one allreduce of `loopLength` elements named 'grad', except on `mismatchRank`, which calls
+   *   it 'other' (or, with `mismatchLength`, gives it that many elements): the job must fail naming both.
    */
-  kind: 'collectives' | 'loop' | 'buckets' | 'abandon' | 'connect';
+  kind: 'collectives' | 'loop' | 'buckets' | 'abandon' | 'connect' | 'mismatch';
   lengths?: number[];
   timeoutMs?: number;
   connectTimeoutMs?: number;
@@ -33,6 +36,12 @@ export interface SelftestScenario {
   idleRanks?: number[];
   /** Elements per allreduce in the loop scenario. */
   loopLength?: number;
+  /** The data plane to run on (default: the Communicator's). */
+  dataPlane?: DataPlane;
+  /** The rank that runs a different collective in the mismatch scenario. */
+  mismatchRank?: number;
+  /** Elements of the mismatching rank's allreduce (default: the same length, another name). */
+  mismatchLength?: number;
 }
 
 function emit(obj: object): void {
@@ -148,6 +157,7 @@ async function main(): Promise<number | undefined> {
       timeoutMs: scenario.timeoutMs,
       connectTimeoutMs: scenario.connectTimeoutMs,
       subChunkBytes: scenario.subChunkBytes,
+      dataPlane: scenario.dataPlane,
     });
     emit({ event: 'ready', rank: comm.rank, worldSize: comm.worldSize, dataEndpoint: comm.dataEndpoint, pid: process.pid, simd: comm.simd });
     if (scenario.waitForGo) await waitForLine();
@@ -166,6 +176,12 @@ async function main(): Promise<number | undefined> {
     if (scenario.kind === 'collectives') checks = await collectives(comm, scenario.lengths ?? [0, 1, 7, 1000]);
     else if (scenario.kind === 'buckets') checks = await buckets(comm);
     else if (scenario.kind === 'loop') await loop(comm, scenario.loopLength ?? 1000);
+    else if (scenario.kind === 'mismatch') {
+      const odd = comm.rank === scenario.mismatchRank;
+      const length = odd && scenario.mismatchLength !== undefined ? scenario.mismatchLength : (scenario.loopLength ?? 1000);
+      await comm.allreduce(odd && scenario.mismatchLength === undefined ? 'other' : 'grad', input(comm.rank, length, 0));
+      throw new WrongResult('a mismatched allreduce completed');
+    }
     await comm.close();
     emit({ event: 'ok', rank: env.rank, checks, ms: Date.now() - started });
     return 0;

@@ -7,6 +7,7 @@ import {
 import { pyconvGroupsProblem } from '../models/pyconv-resnet';
 import { bool, int, list, num, section, str, SchemaNode } from './schema';
 import { SCHEME_CHOICES } from '../weights/key-schemes';
+import { DATA_PLANES } from '../cluster/data-transport';
 import { checkTransforms, DEFAULT_TRAIN_TRANSFORMS, DEFAULT_VAL_TRANSFORMS, TRANSFORM_OPS, TransformSpecError } from '../data/augment-spec';
 
 export const DATA_FORMATS = ['folder', 'list', 'voc', 'ade20k', 'cityscapes'] as const;
@@ -223,6 +224,7 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
   dist: section('Data-parallel training over several trainers (segdist train --gpus N, or a launcher\'s RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT).', {
     timeout_s: num(300, 'Seconds a collective waits for the other trainers before failing with an error that names the ranks that did not arrive.', { min: 1 }),
     bucket_mb: num(25, 'Gradients are fused into buckets of about this many megabytes for the allreduce.', { min: 0.001 }),
+    data_plane: str('stream', 'How trainers exchange collective data: stream (plain TCP connections, payloads received straight into shared memory; the faster, docs/benchmarks.md) or zeromq (ZeroMQ sockets). Rendezvous and control always use ZeroMQ. Every trainer of a job must use the same.', { choices: DATA_PLANES }),
   }),
   checkpoint: section('Checkpoints in <work_dir>/checkpoints.', {
     interval: int(1, 'Save every this many epochs (and after the last).', { min: 1 }),

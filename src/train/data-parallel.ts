@@ -4,6 +4,7 @@
 // the world size.
 import * as tf from '@tensorflow/tfjs';
 import { Communicator } from '../cluster/communicator';
+import type { DataPlane } from '../cluster/data-transport';
 import { readDistEnv } from '../cluster/dist-env';
 import { GradBuckets } from '../cluster/grad-buckets';
 import type { StatReducer } from '../models/context';
@@ -12,6 +13,8 @@ export interface DataParallelOptions {
   /** Seconds a collective may wait for a peer before failing, naming it. */
   timeoutS: number;
   bucketMb: number;
+  /** How trainers exchange collective data (dist.data_plane). */
+  dataPlane?: DataPlane;
 }
 
 export class DataParallel {
@@ -22,6 +25,11 @@ export class DataParallel {
   /** Seconds spent in collectives since the last call to takeCommSeconds(). */
   private commSeconds = 0;
   private readonly buckets: GradBuckets;
+
+  /** How the trainers exchange collective data (dist.data_plane). */
+  get dataPlane(): DataPlane {
+    return this.comm.dataPlane;
+  }
 
   private constructor(private readonly comm: Communicator, bucketMb: number) {
     this.rank = comm.rank;
@@ -34,7 +42,7 @@ export class DataParallel {
 
   /** Joins the job described by the launcher's environment variables (a job of one without them). */
   static async join(opts: DataParallelOptions): Promise<DataParallel> {
-    const comm = await Communicator.connect(readDistEnv(), { timeoutMs: opts.timeoutS * 1000 });
+    const comm = await Communicator.connect(readDistEnv(), { timeoutMs: opts.timeoutS * 1000, dataPlane: opts.dataPlane });
     return new DataParallel(comm, opts.bucketMb);
   }
 
