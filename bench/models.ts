@@ -229,6 +229,8 @@ function collect(stdout: string, timedOut: boolean, failure: string | undefined,
     const { event: _event, ...rest } = done;
     return rest as unknown as SideResult;
   }
+  const said = events.find((e) => e.event === 'error')?.error as string | undefined;
+  if (said) failure = `${failure ?? 'failed'}: ${said}`;
   const steps = events.filter((e) => e.event === 'step');
   const warm = events.filter((e) => e.event === 'warmup').map((e) => e.cpu_ms as number);
   const cpu = steps.map((e) => e.cpu_ms as number);
@@ -288,7 +290,7 @@ function timeCell(r: SideResult | undefined, limitS: number): string {
     const w = r.warmup_cpu_ms?.length ? `; warm-up ${r.warmup_cpu_ms[0].toFixed(0)}` : '';
     return `stopped after ${limitS} s wall${w}`;
   }
-  if (r.median_cpu_ms === undefined) return r.status;
+  if (r.median_cpu_ms === undefined) return r.error ? `${r.status}: ${r.error}` : r.status;
   const t = r.median_cpu_ms.toFixed(0);
   return r.status === 'partial' ? `${t} (${r.cpu_ms.length} of reps)` : t;
 }
@@ -374,5 +376,11 @@ async function parent(): Promise<void> {
 
 (flag('child') ? child() : parent()).catch((err) => {
   console.error(err);
+  // A child also says why on stdout, for its row (the wasm heap's 4 GB running out shows as an abort).
+  if (flag('child')) {
+    const heap = tf.getBackend() === 'wasm' ? wasmHeapBytes() : undefined;
+    const why = String(err instanceof Error ? err.message : err).split('\n')[0];
+    emit({ event: 'error', error: heap ? `${why} (wasm heap ${(heap / 2 ** 20).toFixed(0)} MB)` : why });
+  }
   process.exit(1);
 });
