@@ -2,7 +2,7 @@
 // PyTorch (tools/bench_models.py, Debian's python3-torch) for the same model config, in the same run.
 //
 //   npx tsc -p . && node dist/bench/models.js [--models pspnet_r50,pspnet_r18] [--backends wasm,cpu]
-//       [--size 256] [--batch 2] [--reps 3] [--warmup 1] [--classes 19] [--timeout-s 900]
+//       [--size 256] [--batch 2] [--reps 3] [--warmup 1] [--classes 19] [--timeout-s 1800]
 //       [--cpu-timeout-s 600] [--torch-threads N] [--no-torch] [--list] [--out .bench/models-....json]
 //
 // One step is what the trainer's backward costs: forward in training mode (BN on batch statistics),
