@@ -16,7 +16,8 @@
 // PyTorch side in a fresh python process, so peak RSS is that of one model alone. Reported per run:
 //   time     median over --reps timed steps after --warmup untimed ones, in CPU time of the process
 //            (user + system) and in wall time. The machine is shared: with one thread on each side the
-//            CPU time is the steadier figure and the table shows it; wall time is in the JSON.
+//            CPU time is the steadier figure and the table shows it (wall time where either side ran
+//            more than one thread, e.g. --torch-threads 2); both are in the JSON.
 //   memory   tensor peak: the most bytes of live tensors during one step (segdist: tf.profile's
 //            peakBytes, the engine's tensor bytes after each kernel, variables and inputs included;
 //            PyTorch: parameters, buffers and inputs plus the running peak of the allocator's events in
@@ -283,33 +284,45 @@ const mb = (b: number | undefined) => (b === undefined ? '-' : (b / 2 ** 20).toF
 const ratio = (a: number | undefined, b: number | undefined) =>
   (a === undefined || b === undefined || b === 0 ? '-' : (a / b).toFixed(2));
 
-function timeCell(r: SideResult | undefined, limitS: number): string {
+type Clock = 'cpu' | 'wall';
+
+const medianOf = (r: SideResult | undefined, clock: Clock) => (clock === 'cpu' ? r?.median_cpu_ms : r?.median_wall_ms);
+
+function timeCell(r: SideResult | undefined, limitS: number, clock: Clock): string {
   if (!r) return '-';
   if (r.status === 'timeout') {
     // Stopped before a timed step: the warm-up step, if it finished, still says how slow it is.
-    const w = r.warmup_cpu_ms?.length ? `; warm-up ${r.warmup_cpu_ms[0].toFixed(0)}` : '';
+    const w = r.warmup_cpu_ms?.length ? `; warm-up ${r.warmup_cpu_ms[0].toFixed(0)} cpu` : '';
     return `stopped after ${limitS} s wall${w}`;
   }
-  if (r.median_cpu_ms === undefined) return r.error ? `${r.status}: ${r.error}` : r.status;
-  const t = r.median_cpu_ms.toFixed(0);
+  const m = medianOf(r, clock);
+  if (m === undefined) return r.error ? `${r.status}: ${r.error}` : r.status;
+  const t = m.toFixed(0);
   return r.status === 'partial' ? `${t} (${r.cpu_ms.length} of reps)` : t;
 }
 
 function printTable(rows: Row[], limits: Record<string, number>): void {
   console.log('\n| model | backend | threads | segdist ms | PyTorch ms | ratio | segdist tensor peak MB | PyTorch tensor peak MB | ratio | segdist peak RSS MB | PyTorch peak RSS MB | ratio |');
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  let walls = false;
   for (const { model, backend, segdist: s, torch: t } of rows) {
     const threads = `${s.threads} / ${t ? t.threads : '-'}`;
+    // CPU time is the steadier clock on a shared machine, but it counts every thread: with more
+    // than one on either side, compare wall time.
+    const clock: Clock = s.threads > 1 || (t?.threads ?? 1) > 1 ? 'wall' : 'cpu';
+    walls ||= clock === 'wall';
+    const mark = clock === 'wall' ? ' (wall)' : '';
     console.log(
-      `| ${model} | ${backend} | ${threads} | ${timeCell(s, limits[backend])} | ${timeCell(t, limits.torch)} | ` +
-      `${ratio(s.median_cpu_ms, t?.median_cpu_ms)} | ${mb(s.tensor_peak_bytes)} | ${mb(t?.tensor_peak_bytes)} | ` +
+      `| ${model} | ${backend} | ${threads} | ${timeCell(s, limits[backend], clock)}${mark} | ${timeCell(t, limits.torch, clock)}${mark} | ` +
+      `${ratio(medianOf(s, clock), medianOf(t, clock))} | ${mb(s.tensor_peak_bytes)} | ${mb(t?.tensor_peak_bytes)} | ` +
       `${ratio(s.tensor_peak_bytes, t?.tensor_peak_bytes)} | ${mb(s.peak_rss_bytes)} | ${mb(t?.peak_rss_bytes)} | ` +
       `${ratio(s.peak_rss_bytes, t?.peak_rss_bytes)} |`,
     );
   }
-  console.log('\nms: median CPU time of one forward+backward step (process user + system); ratio = segdist / PyTorch. ' +
-              'threads: segdist / PyTorch (torch.set_num_threads). Tensor peak: live tensor bytes during a step; ' +
-              'peak RSS: the process\'s, runtime included.');
+  console.log('\nms: median CPU time of one forward+backward step (process user + system)' +
+              `${walls ? '; rows marked (wall), where a side ran more than one thread: median wall time' : ''}; ` +
+              'ratio = segdist / PyTorch. threads: segdist / PyTorch (torch.set_num_threads). Tensor peak: live ' +
+              'tensor bytes during a step; peak RSS: the process\'s, runtime included.');
 }
 
 async function parent(): Promise<void> {
