@@ -282,8 +282,11 @@ function runTorch(name: string, threads: number, s: Shape, limitS: number, tmp: 
     model: MODELS[name].model, num_classes: s.classes, size: s.size, batch: s.batch, reps: s.reps,
     warmup: s.warmup, threads, aux_weight: AUX_WEIGHT, ignore_index: IGNORE_INDEX, label: name,
   }));
+  // torch.set_num_threads does not reach the BLAS's own pool (OpenBLAS starts one per core), so the
+  // thread count goes into the environment too.
+  const env = { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) };
   const p = spawnSync('/usr/bin/python3', [path.join(REPO, 'tools', 'bench_models.py'), '--spec', spec], {
-    encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: limitS * 1000, killSignal: 'SIGKILL',
+    env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: limitS * 1000, killSignal: 'SIGKILL',
     maxBuffer: 16 << 20,
   });
   const timedOut = (p.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT';

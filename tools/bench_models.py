@@ -40,6 +40,15 @@ def log(spec, msg):
     print(f"  [{spec.get('label', 'model')} PyTorch] {msg}", file=sys.stderr, flush=True)
 
 
+def blas_library():
+    """The BLAS this process loaded (Debian's python3-torch goes through the libblas.so.3 alternative:
+    the slow reference BLAS unless e.g. libopenblas0-pthread is installed)."""
+    torch.ones(4, 4) @ torch.ones(4, 4)
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
+    return ", ".join(sorted(os.path.realpath(p) for p in libs)) or "unknown"
+
+
 def tensor_bytes(tensors):
     return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -71,7 +80,8 @@ def main():
         return loss.item()
 
     n_params = sum(p.numel() for p in params)
-    log(spec, f"{n_params / 1e6:.2f}M parameters, {n}x{size}x{size}, {torch.get_num_threads()} thread(s)")
+    blas = blas_library()
+    log(spec, f"{n_params / 1e6:.2f}M parameters, {n}x{size}x{size}, {torch.get_num_threads()} thread(s); BLAS {blas}")
     warm = []
     for i in range(spec["warmup"]):
         c0 = time.process_time()
@@ -112,7 +122,7 @@ def main():
     emit({"event": "result", "status": "ok", "threads": torch.get_num_threads(), "cpu_ms": cpu, "wall_ms": wall,
           "warmup_cpu_ms": warm, "median_cpu_ms": median(cpu), "median_wall_ms": median(wall),
           "tensor_peak_bytes": live + peak, "peak_rss_bytes": peak_rss, "base_rss_bytes": base_rss,
-          "parameters": n_params, "loss": loss, "version": f"PyTorch {torch.__version__}"})
+          "parameters": n_params, "loss": loss, "version": f"PyTorch {torch.__version__}", "blas": blas})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ this purpose, in tools/parity/ (reference.py builds one from a segdist model con
 tables keyed by backbone.type and head.type). Module attribute names are chosen so that state_dict()
 keys are segdist's (mmseg's where mmseg has the model).
 
-Everything is deterministic (a rerun writes byte-identical files): weights come from seeded
+Everything is deterministic (a rerun writes byte-identical files, with Debian's reference BLAS; see
+test/fixtures/parity/README.md): weights come from seeded
 torch.Generators, inputs from noise() below; the reference results are computed in float64 from those
 exactly representable values and rounded to float32 once, so the goldens carry (almost) no rounding
 error of their own and a parity test measures the error of the implementation under test alone.
