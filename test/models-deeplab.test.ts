@@ -18,6 +18,7 @@ import { resolveConfig } from '../src/config/load-config';
 import { ConfigError } from '../src/config/config-error';
 import { randomData } from './helpers/compare';
 import { trainThreeSteps } from './helpers/train-steps';
+import type { Conv2d } from '../src/models/conv2d';
 
 function config(over: {
   depth?: 18 | 50; os?: 8 | 16; head?: 'deeplabv3plus' | 'aspp'; dilations?: number[] | null; c1?: number;
@@ -52,7 +53,7 @@ function branchDilations(head: ASPPHead): number[] {
 function stageDilations(net: ResNet, stage: number): number[] {
   const layer = net.namedChildren().find(([n]) => n === `layer${stage}`)![1];
   return layer.namedChildren().map(([, b]) => 'conv3' in b
-    ? (b as Bottleneck).conv2.geometry.dilation
+    ? ((b as Bottleneck).conv2 as Conv2d).geometry.dilation
     : (b as BasicBlock).conv1.geometry.dilation);
 }
 

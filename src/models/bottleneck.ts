@@ -13,19 +13,21 @@ export class Bottleneck extends Module implements Layer {
   static readonly expansion = 4;
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
-  readonly conv2: Conv2d;
+  /** A 3x3 Conv2d here; PyConvBlock puts a pyramidal convolution in its place. */
+  readonly conv2: Module & Layer;
   readonly bn2: BatchNorm2d;
   readonly conv3: Conv2d;
   readonly bn3: BatchNorm2d;
   readonly downsample: Sequential | undefined;
 
-  constructor(spec: ResBlockSpec) {
+  /** `conv2` replaces the 3x3 conv (planes -> planes with the spec's stride and dilation). */
+  constructor(spec: ResBlockSpec, conv2?: Module & Layer) {
     super();
     const { inplanes, planes, stride, dilation, syncBN } = spec;
     const out = planes * Bottleneck.expansion;
     this.conv1 = this.registerModule('conv1', new Conv2d(inplanes, planes, 1, { bias: false }));
     this.bn1 = this.registerModule('bn1', new BatchNorm2d(planes, { sync: syncBN }));
-    this.conv2 = this.registerModule('conv2', new Conv2d(planes, planes, 3, {
+    this.conv2 = this.registerModule('conv2', conv2 ?? new Conv2d(planes, planes, 3, {
       stride, padding: dilation, dilation, bias: false,
     }));
     this.bn2 = this.registerModule('bn2', new BatchNorm2d(planes, { sync: syncBN }));
@@ -39,7 +41,7 @@ export class Bottleneck extends Module implements Layer {
   forward(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
     return tf.tidy(() => {
       let out = this.bn1.forwardFused(this.conv1.forward(x), ctx, { relu: true });
-      out = this.bn2.forwardFused(this.conv2.forward(out), ctx, { relu: true });
+      out = this.bn2.forwardFused(this.conv2.forward(out, ctx), ctx, { relu: true });
       const identity = this.downsample ? this.downsample.forward(x, ctx) : x;
       return this.bn3.forwardFused(this.conv3.forward(out), ctx, { relu: true, residual: identity });
     });
