@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { loadCheckpoint, MODEL_FILE_FORMAT } from '../src/checkpoint/checkpoint-manager';
+import { findLatestCheckpoint, loadCheckpoint, MODEL_FILE_FORMAT } from '../src/checkpoint/checkpoint-manager';
 import { encodeSafetensors, type NamedArray } from '../src/checkpoint/safetensors';
 import { ConfigError } from '../src/config/config-error';
 import { resolveConfig } from '../src/config/load-config';
@@ -102,4 +102,25 @@ test('a segdist weights file loads by name without conversion; strict refuses wh
   } finally {
     model.dispose();
   }
+});
+
+test('--gpus 2: both trainers start from model.pretrained (rank 0 loads it, the broadcast carries it)', async () => {
+  const workDir = path.join(dir, 'dist-run');
+  const r = await runCli(['train', '--gpus', '2', ...tinyOverrides(workDir, path.join(dir, 'data')), 'train.epochs=1', ...FROZEN_AT_LR_0, `model.pretrained=${torchFile}`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /model\.pretrained: .* matched/);
+  const checkpoint = findLatestCheckpoint(path.join(workDir, 'checkpoints'))!;
+  const saved = loadCheckpoint(checkpoint).model;
+  for (const [name, v] of source.backbone.namedParameters()) {
+    assert.deepEqual(saved.get(`backbone.${name}`)!.data, v.dataSync(), `backbone.${name} is not the file's`);
+  }
+  // Each trainer scored its half of the validation split with its own weights; that the sum equals
+  // one process scoring rank 0's checkpoint shows rank 1 held the same (imported) weights.
+  const val = fs.readFileSync(path.join(workDir, 'metrics.jsonl'), 'utf8').trim().split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number | string>).filter((m) => m.kind === 'val').pop()!;
+  const ev = await runCli(['eval', '--checkpoint', checkpoint, '--json']);
+  assert.equal(ev.code, 0, ev.stderr);
+  const report = JSON.parse(ev.stdout) as { mIoU: number; aAcc: number };
+  assert.equal(report.mIoU, val['val/mIoU']);
+  assert.equal(report.aAcc, val['val/aAcc']);
 });
