@@ -175,8 +175,8 @@ const backwardKernel = jsKernelConfigs<CeAttrs>({
 
 export const crossEntropyKernelConfigs: tf.KernelConfig[] = [...forwardKernel, ...backwardKernel];
 
-/** The stock-op version (cross-entropy.ts's), for backends without our kernels. */
-function crossEntropyStock(logits: tf.Tensor4D, labels: tf.Tensor3D, ignoreIndex: number): tf.Scalar {
+/** The same loss from stock ops: for backends without our kernels, and the tests' reference. */
+export function crossEntropyStock(logits: tf.Tensor4D, labels: tf.Tensor3D, ignoreIndex: number): tf.Scalar {
   return tf.tidy(() => {
     const numClasses = logits.shape[3];
     const valid = tf.notEqual(labels, ignoreIndex);

@@ -22,6 +22,7 @@ import { StreamTransport } from './stream-transport';
 import type { F32Kernels } from './simd-kernels';
 import { hashName, WireMismatchError } from './wire-header';
 import type { WasmMemory } from './wasm-api';
+import { withTimeout } from './with-timeout';
 
 export interface CommEngineOptions {
   /** Every wait (a collective making no progress, a barrier) fails after this long. */
@@ -162,7 +163,7 @@ export class CommEngine {
       Math.max(1, deadline - Date.now()) + RENDEZVOUS_GRACE_MS,
     );
     this.transport.connect(welcome.endpoints, welcome.nonce);
-    await withDeadline(this.transport.waitConnected(), deadline, () => this.transport.connectFailure());
+    await withTimeout(this.transport.waitConnected(), deadline - Date.now(), () => this.transport.connectFailure());
     await this.control.ready(Math.max(1, deadline - Date.now()) + RENDEZVOUS_GRACE_MS);
     if (this.broken) throw this.broken;
   }
@@ -399,20 +400,4 @@ export class CommEngine {
     const at = step === null ? '' : ` (after step ${step})`;
     return new CommError('timeout', `${head}: every rank arrived, but no data came from rank ${prev}${at}`, [prev]);
   }
-}
-
-function withDeadline<T>(p: Promise<T>, deadline: number, onTimeout: () => CommError): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(onTimeout()), Math.max(1, deadline - Date.now()));
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
 }

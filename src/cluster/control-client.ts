@@ -21,6 +21,7 @@ import {
 import { isIpv6 } from './host-address';
 import { SendQueue } from './send-queue';
 import { WireOp } from './wire-header';
+import { withTimeout } from './with-timeout';
 
 export interface ControlClientOptions {
   rank: number;
@@ -81,7 +82,7 @@ export class ControlClient {
 
   /** Registers with rank 0 and waits until every rank has; throws CommError('refused') with rank 0's reason. */
   register(body: RegisterBody, timeoutMs: number): Promise<WelcomeBody> {
-    return this.withTimeout(
+    return withTimeout(
       new Promise<WelcomeBody>((resolve, reject) => {
         this.registerWaiter = { resolve, reject };
         this.sends.push(encodeControl(WireOp.Register, this.opts.rank, body));
@@ -100,7 +101,7 @@ export class ControlClient {
 
   /** Tells rank 0 this rank's ring connection is up, and waits until every rank's is. */
   ready(timeoutMs: number): Promise<void> {
-    return this.withTimeout(
+    return withTimeout(
       new Promise<void>((resolve, reject) => {
         this.goWaiter = { resolve, reject };
         this.sends.push(encodeControl(WireOp.Ready, this.opts.rank, {}));
@@ -130,7 +131,7 @@ export class ControlClient {
     if (this.abortError) return none();
     const queryId = this.nextQueryId++;
     try {
-      return await this.withTimeout(
+      return await withTimeout(
         new Promise<(RankStatus | null)[]>((resolve, reject) => {
           this.queryWaiters.set(queryId, { resolve, reject });
           this.sends.push(encodeControl(WireOp.StatusQuery, this.opts.rank, { queryId }));
@@ -249,22 +250,6 @@ export class ControlClient {
     for (const w of this.barrierWaiters.values()) w.reject(error);
     this.barrierWaiters.clear();
     this.opts.onAbort(error);
-  }
-
-  private withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => CommError): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const t = setTimeout(() => reject(onTimeout()), ms);
-      p.then(
-        (v) => {
-          clearTimeout(t);
-          resolve(v);
-        },
-        (e) => {
-          clearTimeout(t);
-          reject(e);
-        },
-      );
-    });
   }
 
   private warn(message: string): void {
