@@ -45,7 +45,7 @@ const input = (shape: [number, number, number, number], seed: number): tf.Tensor
 /** The dilation of each atrous ASPP branch's depthwise conv (the 1x1 branch has none). */
 function branchDilations(head: ASPPHead): number[] {
   return head.aspp_modules.items.map((b) => b instanceof DepthwiseSeparableConvModule
-    ? b.depthwise_conv.conv.dilation
+    ? b.depthwise_conv.conv.geometry.dilation
     : (b as ConvModule).conv.geometry.dilation);
 }
 

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { depthwiseConv2d, depthwiseOutputSize } from '../src/backend/depthwise-conv2d';
 import { loadBackend } from '../src/backend/load-backend';
 import { conv2dTorch } from '../src/models/conv2d';
-import { DepthwiseConv2d } from '../src/models/depthwise-conv2d';
+import { Conv2d } from '../src/models/conv2d';
 import { randomData, relativeError } from './helpers/compare';
 
 /** The dense [kh, kw, C, C] filter equal to a depthwise [kh, kw, C, 1] one. */
@@ -116,13 +116,13 @@ describe('depthwiseConv2d on wasm', () => {
   checkAgainstDense('wasm');
 });
 
-describe('DepthwiseConv2d module', () => {
+describe('Conv2d with groups = channels (depthwise)', () => {
   before(async () => {
     await tf.setBackend('cpu');
   });
 
   test('weight [k, k, 1, C] (PyTorch [C, 1, k, k] by the (2, 3, 1, 0) transpose), optional bias, shape kept at padding = dilation', () => {
-    const conv = new DepthwiseConv2d(6, 3, { padding: 12, dilation: 12, bias: true });
+    const conv = new Conv2d(6, 6, 3, { padding: 12, dilation: 12, groups: 6, bias: true });
     conv.initialize(3);
     assert.deepEqual(new Map(conv.namedParameters().map(([n, v]) => [n, v.shape])),
       new Map([['weight', [3, 3, 1, 6]], ['bias', [6]]]));
@@ -136,14 +136,14 @@ describe('DepthwiseConv2d module', () => {
         tf.tensor1d([1, 2, 3, 4, 5, 6]));
       assert.ok(relativeError(y.dataSync(), ref.dataSync()) === 0);
     });
-    const noBias = new DepthwiseConv2d(6, 3, { bias: false });
+    const noBias = new Conv2d(6, 6, 3, { groups: 6, bias: false });
     assert.deepEqual(noBias.namedParameters().map(([n]) => n), ['weight']);
     conv.dispose();
     noBias.dispose();
   });
 
   test('a training step leaks no tensors', () => {
-    const conv = new DepthwiseConv2d(4, 3, { padding: 2, dilation: 2 });
+    const conv = new Conv2d(4, 4, 3, { padding: 2, dilation: 2, groups: 4 });
     conv.initialize(0);
     const x = tf.tensor4d(randomData(2 * 6 * 7 * 4, 5), [2, 6, 7, 4]);
     const counts: number[] = [];

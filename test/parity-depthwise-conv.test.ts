@@ -1,14 +1,14 @@
 // Numeric parity of the depthwise (groups = channels) convolution with PyTorch's F.conv2d, at
 // DeepLab's ASPP dilations (1, 2, 12, 24, 36) on small odd maps where most or all outer taps fall in
 // the padding: output, input gradient and weight gradient, on cpu and wasm, through the
-// DepthwiseConv2d module with the weight loaded from PyTorch's [C, 1, k, k] by the same OIHW -> HWIO
+// Conv2d (groups = channels) with the weight loaded from PyTorch's [C, 1, k, k] by the same OIHW -> HWIO
 // transpose as every other conv weight. Goldens: op-depthwise-conv.safetensors (README there).
 
 import { before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { loadBackend } from '../src/backend/load-backend';
-import { DepthwiseConv2d } from '../src/models/depthwise-conv2d';
+import { Conv2d } from '../src/models/conv2d';
 import {
   TOLERANCE, hwioToOihw, nchwToNhwc, nhwcToNchw, noise, oihwToHwio, readGoldens, relErr,
 } from './fixtures/parity/goldens';
@@ -39,7 +39,7 @@ function runCases(backend: 'cpu' | 'wasm'): void {
     for (const c of cases) {
       test(`${c.name}: x [${c.x}] padding ${c.padding} dilation ${c.dilation}`, (t) => {
         const [ch, , k] = c.w;
-        const conv = new DepthwiseConv2d(ch, k, { padding: c.padding, dilation: c.dilation, bias: false });
+        const conv = new Conv2d(ch, ch, k, { padding: c.padding, dilation: c.dilation, groups: ch, bias: false });
         const hwio = oihwToHwio(noise(c.w, c.seed + 1).map((v) => v * 0.5), c.w);
         assert.deepEqual(hwio.shape, conv.weight.shape);
         conv.loadStateDict(new Map([['weight', tf.tensor4d(hwio.data, hwio.shape as Shape4)]]));

@@ -12,6 +12,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { conv2d as dilatedConv2d } from '../backend/conv2d';
+import { depthwiseConv2d } from '../backend/depthwise-conv2d';
 import { Module, type Initializer, type Layer } from './module';
 import { constantInit, kaimingNormalFanOut } from './init';
 
@@ -64,8 +65,9 @@ export function conv2dTorch(x: tf.Tensor4D, filter: tf.Tensor4D, g: ConvGeometry
  * convolution with a block-diagonal filter built from the grouped one. Splitting was as fast or faster
  * everywhere and far faster on wide layers, where the dense form pays the zero blocks: stage 3's
  * 5x5/groups 4 (256 -> 128) 165 vs 490 ms, the head's 9x9/groups 16 (512 -> 128) 217 vs 2746 ms;
- * stage 1's 9x9/groups 16 (64 -> 16) 247 vs 268 ms. (A depthwise formulation has no wasm gradient.)
- * Each per-group convolution goes through conv2dTorch, so stride and dilation work as without groups.
+ * stage 1's 9x9/groups 16 (64 -> 16) 247 vs 268 ms. Each per-group convolution goes through
+ * conv2dTorch, so stride and dilation work as without groups. Depthwise convolutions (groups = in =
+ * out channels, stride 1) take src/backend's depthwise op instead, whose gradient is our own.
  */
 export function groupedConv2dTorch(x: tf.Tensor4D, filter: tf.Tensor4D, g: ConvGeometry, groups: number): tf.Tensor4D {
   if (groups === 1) return conv2dTorch(x, filter, g);
@@ -76,6 +78,12 @@ export function groupedConv2dTorch(x: tf.Tensor4D, filter: tf.Tensor4D, g: ConvG
   }
   if (fin * groups !== cin) {
     throw new Error(`Error in groupedConv2dTorch: input has ${cin} channels, filter expects ${fin} per group x ${groups} groups`);
+  }
+  if (groups === cin && cout === cin && g.stride === 1) {
+    // Depthwise (DeepLabV3+'s separable convs): one kernel with a gradient of its own, where the split
+    // would run C one-channel convolutions. [kh, kw, 1, C] and tfjs's [kh, kw, C, 1] hold the same order.
+    const [kh, kw] = filter.shape;
+    return tf.tidy(() => depthwiseConv2d(x, tf.reshape(filter, [kh, kw, cin, 1]), { padding: g.padding, dilation: g.dilation }));
   }
   return tf.tidy(() => {
     const xs = tf.split(x, groups, 3) as tf.Tensor4D[];

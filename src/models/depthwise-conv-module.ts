@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardContext } from './context';
 import { Module, type Layer } from './module';
-import { DepthwiseConv2d } from './depthwise-conv2d';
+import { Conv2d } from './conv2d';
 import { BatchNorm2d } from './batch-norm';
 
 export interface DepthwiseConvModuleOptions {
@@ -15,13 +15,13 @@ export interface DepthwiseConvModuleOptions {
 }
 
 export class DepthwiseConvModule extends Module implements Layer {
-  readonly conv: DepthwiseConv2d;
+  readonly conv: Conv2d;
   readonly bn: BatchNorm2d;
 
   constructor(channels: number, kernelSize: number, opts: DepthwiseConvModuleOptions = {}) {
     super();
-    this.conv = this.registerModule('conv', new DepthwiseConv2d(channels, kernelSize, {
-      padding: opts.padding, dilation: opts.dilation, bias: false,
+    this.conv = this.registerModule('conv', new Conv2d(channels, channels, kernelSize, {
+      padding: opts.padding, dilation: opts.dilation, groups: channels, bias: false,
     }));
     this.bn = this.registerModule('bn', new BatchNorm2d(channels, { sync: opts.syncBN }));
   }
