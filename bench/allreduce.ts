@@ -1,7 +1,8 @@
 // Allreduce bandwidth on loopback, ours beside PyTorch's gloo, measured in the same run:
 //
 //   node dist/bench/allreduce.js [--sizes 1M,11M,25M] [--worlds 2,4] [--rounds 3] [--iters 5] [--warmup 2]
-//     [--modes inplace] [--planes stream,zeromq] [--sub-chunk 1048576] [--gc-every 16777216] [--js] [--threads] [--no-gloo] [--python /usr/bin/python3] [--json]
+//     [--modes inplace] [--planes stream,zeromq] [--sub-chunk 1048576] [--gc-every 16777216] [--js] [--threads] [--no-gloo] [--no-ring]
+//     [--python /usr/bin/python3] [--json]
 //
 // Ours: starts WORLD_SIZE real processes per world size (this same file, as ranks) and times Communicator
 // allreduces of float32 arrays, over each data plane given with --planes (default: all of them; stream,
@@ -10,7 +11,10 @@
 //   copy     allreduce() into a reused output array: plus the copies into the shared slot and out;
 //   sync     allreduceSumSync(), likewise, blocking the calling thread (SyncBN's path).
 // Gloo: tools/bench_gloo.py (torch.distributed, gloo backend, TCP on 127.0.0.1), same sizes, same
-// iteration scheme. Every iteration starts after a barrier so the ranks start together; an iteration
+// iteration scheme. The ceiling: tools/bench_tcp_ring.py moves exactly a ring allreduce's traffic over a
+// plain TCP ring of as many processes and does nothing else (no add, no headers), so its bus bandwidth
+// bounds what any ring allreduce over loopback gets on this machine; "of ring" is each implementation's
+// share of it. Every iteration starts after a barrier so the ranks start together; an iteration
 // takes as long as its slowest rank; a run reports the median over its iterations. A round runs ours
 // and gloo once each for every world size, alternating which goes first; the table shows the median
 // over rounds (the machine is shared, so single runs are noisy: the load average is printed).
@@ -57,7 +61,7 @@ interface RankResult {
 
 /** One run's figure for one (impl, mode, size, world). */
 interface Sample {
-  /** 'segdist/<data plane>' or 'gloo'. */
+  /** 'segdist/<data plane>', 'gloo' or 'tcp-ring' (the ceiling). */
   impl: string;
   round: number;
   mode: string;
@@ -182,16 +186,17 @@ async function runOurs(n: number, cfg: BenchConfig): Promise<Sample[]> {
   });
 }
 
-/** tools/bench_gloo.py, found upward from this file (dist/bench/ or any other build folder). */
-function glooScript(): string | null {
+/** tools/<name>, found upward from this file (dist/bench/ or any other build folder). */
+function toolScript(name: string): string | null {
   for (let d = __dirname; ; d = path.dirname(d)) {
-    const p = path.join(d, 'tools', 'bench_gloo.py');
+    const p = path.join(d, 'tools', name);
     if (fs.existsSync(p)) return p;
     if (path.dirname(d) === d) return null;
   }
 }
 
-async function runGloo(python: string, script: string, n: number, cfg: BenchConfig): Promise<Sample[]> {
+/** A Python reference (tools/bench_gloo.py or tools/bench_tcp_ring.py: the same arguments and JSON rows) as `impl`. */
+async function runPython(impl: 'gloo' | 'tcp-ring', python: string, script: string, n: number, cfg: BenchConfig): Promise<Sample[]> {
   const load = os.loadavg()[0];
   const args = [script, '--json', '--worlds', String(n), '--sizes', cfg.sizes.join(','), '--iters', String(cfg.iters), '--warmup', String(cfg.warmup)];
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
@@ -205,8 +210,10 @@ async function runGloo(python: string, script: string, n: number, cfg: BenchConf
   });
   if (code !== 0) throw new Error(`${python} ${path.basename(script)} exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
   const rows = JSON.parse(stdout.trim().split('\n').pop()!) as { world: number; elements: number; ms: number; busbw: number; cpuMs: number }[];
-  return rows.map((r) => ({ impl: 'gloo', round: -1, mode: 'inplace', world: r.world, elements: r.elements, ms: r.ms, busbw: r.busbw, cpuMs: r.cpuMs, sysMs: null, load }));
+  return rows.map((r) => ({ impl, round: -1, mode: 'inplace', world: r.world, elements: r.elements, ms: r.ms, busbw: r.busbw, cpuMs: r.cpuMs, sysMs: null, load }));
 }
+
+const fmtShare = (x: number | null) => (x === null ? '-' : `${Math.round(x * 100)}%`);
 
 function fmtSize(n: number): string {
   return n % 1e6 === 0 ? `${n / 1e6}M` : n % 1e3 === 0 ? `${n / 1e3}k` : String(n);
@@ -231,8 +238,14 @@ async function driverMain(): Promise<void> {
   const rounds = Number(arg('--rounds') ?? 3);
   const json = process.argv.includes('--json');
   const python = arg('--python') ?? '/usr/bin/python3';
-  let gloo: string | null = process.argv.includes('--no-gloo') ? null : glooScript();
-  let glooNote = gloo === null ? (process.argv.includes('--no-gloo') ? 'gloo: skipped (--no-gloo)' : 'gloo: tools/bench_gloo.py not found') : '';
+  // The Python references, each dropped (with a note) if its script is missing or fails.
+  const refs = new Map<'gloo' | 'tcp-ring', string | null>();
+  const notes = new Map<'gloo' | 'tcp-ring', string>();
+  for (const [impl, script, flag] of [['gloo', 'bench_gloo.py', '--no-gloo'], ['tcp-ring', 'bench_tcp_ring.py', '--no-ring']] as const) {
+    const found = process.argv.includes(flag) ? null : toolScript(script);
+    refs.set(impl, found);
+    if (found === null) notes.set(impl, `${impl}: ${process.argv.includes(flag) ? `skipped (${flag})` : `tools/${script} not found`}`);
+  }
   const loadStart = os.loadavg();
   const log = (s: string) => {
     if (!json) console.log(s);
@@ -247,29 +260,31 @@ async function driverMain(): Promise<void> {
   for (let round = 0; round < rounds; round++) {
     for (const n of worlds) {
       // Who goes first rotates from round to round, so a change in the machine's load hits all alike.
-      const impls: (DataPlane | 'gloo')[] = [...planes, 'gloo'];
+      const impls: (DataPlane | 'gloo' | 'tcp-ring')[] = [...planes, 'gloo', 'tcp-ring'];
       const order = impls.map((_, i) => impls[(i + round) % impls.length]);
       const got: Sample[] = [];
       for (const which of order) {
-        if (which !== 'gloo') {
+        if (which !== 'gloo' && which !== 'tcp-ring') {
           got.push(...(await runOurs(n, { ...cfg, dataPlane: which })));
-        } else if (gloo !== null) {
-          try {
-            got.push(...(await runGloo(python, gloo, n, cfg)));
-          } catch (err) {
-            glooNote = `gloo: unavailable (${(err as Error).message})`;
-            gloo = null;
-          }
+          continue;
+        }
+        const script = refs.get(which);
+        if (script === null || script === undefined) continue;
+        try {
+          got.push(...(await runPython(which, python, script, n, cfg)));
+        } catch (err) {
+          notes.set(which, `${which}: unavailable (${(err as Error).message})`);
+          refs.set(which, null);
         }
       }
       samples.push(...got.map((x) => ({ ...x, round })));
       log(
         `  round ${round + 1}, world ${n} (load ${os.loadavg()[0].toFixed(1)}): ` +
-          got.map((s) => `${s.impl === 'gloo' ? 'gloo' : `${s.impl} ${s.mode}`} ${fmtSize(s.elements)} ${s.busbw.toFixed(2)}`).join(', '),
+          got.map((s) => `${s.impl.startsWith('segdist/') ? `${s.impl} ${s.mode}` : s.impl} ${fmtSize(s.elements)} ${s.busbw.toFixed(2)}`).join(', '),
       );
     }
   }
-  if (glooNote) log(glooNote);
+  for (const note of notes.values()) log(note);
 
   const rows: object[] = [];
   const pick = (impl: string, mode: string, world: number, elements: number) =>
@@ -277,11 +292,19 @@ async function driverMain(): Promise<void> {
   log('');
   log('busbw GB/s, median over rounds (each run: median iteration)');
   log('ratio: median over rounds of ours / gloo in the same round [lowest-highest]');
-  log(` elements  world  ${'ours (data plane, mode)'.padEnd(23)}     ours     gloo   ratio [range]      ours ms   gloo ms      cpu ms/rank ours (sys)   gloo`);
+  log('of ring: median over rounds of busbw / the plain TCP ring\'s in the same round (the ceiling), ours and gloo');
+  log(` elements  world  ${'ours (data plane, mode)'.padEnd(23)}     ours     gloo   ratio [range]      ours ms   gloo ms      cpu ms/rank ours (sys)   gloo     ring  of ring: ours gloo`);
   for (const n of worlds) {
     for (const size of cfg.sizes) {
       const g = pick('gloo', 'inplace', n, size);
       const gBus = g.length ? median(g.map((s) => s.busbw)) : null;
+      const ring = pick('tcp-ring', 'inplace', n, size);
+      // Share of the ceiling, round by round (like the ratio), then the median.
+      const ofRing = (xs: Sample[]) => {
+        const r = xs.flatMap((s) => ring.filter((x) => x.round === s.round).map((x) => s.busbw / x.busbw));
+        return r.length ? median(r) : null;
+      };
+      const glooOfRing = ofRing(g);
       for (const [impl, mode] of planes.flatMap((p) => cfg.modes.map((m) => [`segdist/${p}`, m] as const))) {
         const o = pick(impl, mode, n, size);
         const oBus = median(o.map((s) => s.busbw));
@@ -302,6 +325,10 @@ async function driverMain(): Promise<void> {
           segdistCpuMs: median(o.map((s) => s.cpuMs)),
           segdistSysMs: median(o.map((s) => s.sysMs ?? 0)),
           glooCpuMs: g.length ? median(g.map((s) => s.cpuMs)) : null,
+          ringBusbw: ring.length ? median(ring.map((s) => s.busbw)) : null,
+          ringCpuMs: ring.length ? median(ring.map((s) => s.cpuMs)) : null,
+          segdistOfRing: ofRing(o),
+          glooOfRing,
           segdistThreadMs: o[0]?.threadMs
             ? Object.fromEntries((['main', 'zmqIo', 'other'] as const).map((kind) => [kind, median(o.map((s) => s.threadMs![kind]))]))
             : undefined,
@@ -313,13 +340,14 @@ async function driverMain(): Promise<void> {
           `${fmtSize(size).padStart(9)}  ${String(n).padStart(5)}  ${`${impl} ${mode}`.padEnd(23)}  ${oBus.toFixed(2).padStart(10)}  ${gBus === null ? '       -' : gBus.toFixed(2).padStart(8)}` +
             `  ${row.ratio === null ? '     -' : row.ratio.toFixed(2).padStart(6)} ${row.ratioRange === null ? '           ' : `[${row.ratioRange[0].toFixed(2)}-${row.ratioRange[1].toFixed(2)}]`}  ${row.segdistMs.toFixed(1).padStart(11)}  ${row.glooMs === null ? '        -' : row.glooMs.toFixed(1).padStart(9)}` +
             `  ${row.segdistCpuMs.toFixed(1).padStart(20)} (${row.segdistSysMs.toFixed(1).padStart(5)})  ${row.glooCpuMs === null ? '     -' : row.glooCpuMs.toFixed(1).padStart(6)}` +
+            `  ${row.ringBusbw === null ? '      -' : row.ringBusbw.toFixed(2).padStart(7)}  ${fmtShare(row.segdistOfRing).padStart(13)} ${fmtShare(row.glooOfRing).padStart(4)}` +
             (row.segdistThreadMs ? `   threads: main ${row.segdistThreadMs.main.toFixed(1)}, zmq I/O ${row.segdistThreadMs.zmqIo.toFixed(1)}, comm+other ${row.segdistThreadMs.other.toFixed(1)}` : ''),
         );
       }
     }
   }
   log(`load at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  if (json) console.log(JSON.stringify({ loadStart, loadEnd: os.loadavg(), gloo: glooNote || 'ok', rows, samples }));
+  if (json) console.log(JSON.stringify({ loadStart, loadEnd: os.loadavg(), gloo: notes.get('gloo') ?? 'ok', ring: notes.get('tcp-ring') ?? 'ok', rows, samples }));
 }
 
 if (process.env[ROLE_ENV] !== undefined) {
