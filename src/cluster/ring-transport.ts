@@ -14,6 +14,7 @@
 // collective begins, and a message for a collective that already ended is an error.
 
 import * as zmq from 'zeromq';
+import { CollectiveInbox } from './collective-inbox';
 import { CommError } from './comm-error';
 import { isIpv6, tcpEndpoint } from './host-address';
 import { MemoryReclaimer } from './memory-reclaimer';
@@ -36,10 +37,7 @@ export class RingTransport implements DataTransport {
   private connected = false;
   private connectedWaiters: (() => void)[] = [];
   private closing = false;
-  private activeSeq = -1;
-  private handler: RingHandler | null = null;
-  private lastEndedSeq = 0;
-  private readonly stash = new Map<number, [WireHeader, Buffer][]>();
+  private readonly inbox: CollectiveInbox;
   private nextEndpoint = '';
   private dropped = 0;
   private readonly reclaimer: MemoryReclaimer;
@@ -52,6 +50,7 @@ export class RingTransport implements DataTransport {
     this.prev = (opts.rank + opts.worldSize - 1) % opts.worldSize;
     this.next = (opts.rank + 1) % opts.worldSize;
     this.reclaimer = new MemoryReclaimer(opts.minorGcEveryBytes);
+    this.inbox = new CollectiveInbox(opts.rank, this.prev, (e) => this.opts.onFatal(e));
     void this.receiveLoop();
   }
 
@@ -126,26 +125,12 @@ export class RingTransport implements DataTransport {
 
   /** Starts delivering messages of collective #seq (including any that arrived early) to `handler` (payloads always in ZeroMQ's buffers). */
   begin(seq: number, handler: RingHandler): void {
-    this.activeSeq = seq;
-    this.handler = handler;
-    const early = this.stash.get(seq);
-    if (early !== undefined) {
-      this.stash.delete(seq);
-      for (const [h, p] of early) {
-        if (this.handler !== handler) break; // the collective failed part way through the stash
-        handler(h, p, false);
-      }
-    }
+    this.inbox.begin(seq, handler);
   }
 
   /** Stops delivering messages of collective #seq; later messages for it are protocol errors. */
   end(seq: number): void {
-    if (this.activeSeq === seq) {
-      this.activeSeq = -1;
-      this.handler = null;
-    }
-    this.lastEndedSeq = Math.max(this.lastEndedSeq, seq);
-    this.stash.delete(seq);
+    this.inbox.end(seq);
   }
 
   /** From here on a dropped connection is expected, not a lost rank. */
@@ -155,8 +140,7 @@ export class RingTransport implements DataTransport {
 
   close(): void {
     this.closing = true;
-    this.handler = null;
-    this.stash.clear();
+    this.inbox.clear();
     // The event observer has a socket of its own; left open, it aborts the process at thread exit.
     this.dealer?.events.close();
     this.dealer?.close();
@@ -188,21 +172,7 @@ export class RingTransport implements DataTransport {
         new CommError('protocol', `rank ${this.opts.rank} received a malformed message from rank ${this.prev}: ${(err as Error).message}`, [this.prev]),
       );
     }
-    if (h.seq === this.activeSeq && this.handler !== null) return this.handler(h, frames[2], false);
-    if (h.seq > this.lastEndedSeq) {
-      const list = this.stash.get(h.seq);
-      if (list === undefined) this.stash.set(h.seq, [[h, frames[2]]]);
-      else list.push([h, frames[2]]);
-      return;
-    }
-    this.opts.onFatal(
-      new CommError(
-        'protocol',
-        `rank ${this.opts.rank} received a ${WireOp[h.op]} message for collective #${h.seq} from rank ${this.prev}, ` +
-          `but that collective already ended here (latest #${this.lastEndedSeq})`,
-        [this.prev],
-      ),
-    );
+    this.inbox.deliver(h, frames[2], false);
   }
 
   private drop(why: string): void {

@@ -31,6 +31,7 @@
 
 import { timingSafeEqual } from 'node:crypto';
 import * as net from 'node:net';
+import { CollectiveInbox } from './collective-inbox';
 import { CommError } from './comm-error';
 import type { DataTransport, DataTransportOptions, PlaceFn, RingHandler } from './data-transport';
 import { isIpv6, tcpEndpoint } from './host-address';
@@ -98,11 +99,9 @@ export class StreamTransport implements DataTransport {
   private connectedWaiters: (() => void)[] = [];
   private reconnectTimer: NodeJS.Timeout | null = null;
   private closing = false;
-  private activeSeq = -1;
-  private handler: RingHandler | null = null;
+  private readonly inbox: CollectiveInbox;
+  /** Where the running collective wants its payloads (set while one runs). */
   private place: PlaceFn | undefined = undefined;
-  private lastEndedSeq = 0;
-  private readonly stash = new Map<number, [WireHeader, Uint8Array][]>();
   private dropped = 0;
   private readonly reclaimer: MemoryReclaimer;
   private readonly rx: Incoming = { header: null, headerBuf: Buffer.alloc(WIRE_HEADER_BYTES), got: 0, dest: null, placed: false };
@@ -127,6 +126,7 @@ export class StreamTransport implements DataTransport {
     this.prev = (opts.rank + opts.worldSize - 1) % opts.worldSize;
     this.next = (opts.rank + 1) % opts.worldSize;
     this.reclaimer = new MemoryReclaimer(opts.minorGcEveryBytes);
+    this.inbox = new CollectiveInbox(opts.rank, this.prev, (e) => this.fatal(e));
     server.on('connection', (s) => this.onAccepted(s));
     server.on('error', (err) => {
       if (!this.closing) this.fatal(new CommError('protocol', `rank ${opts.rank}: data socket failed: ${err.message}`));
@@ -205,20 +205,11 @@ export class StreamTransport implements DataTransport {
   };
 
   begin(seq: number, handler: RingHandler, place?: PlaceFn): void {
-    this.activeSeq = seq;
-    this.handler = handler;
     this.place = place;
-    const early = this.stash.get(seq);
-    if (early !== undefined) {
-      this.stash.delete(seq);
-      for (const [h, p] of early) {
-        if (this.handler !== handler) break; // the collective failed part way through the stash
-        handler(h, p, false);
-      }
-    }
+    this.inbox.begin(seq, handler);
     // A message of this collective waits in the kernel (onRead): choose where it goes, and read on.
     const h = this.rx.header;
-    if (this.held && h !== null && h.seq === seq && this.handler === handler) {
+    if (this.held && h !== null && h.seq === seq && this.inbox.handler === handler) {
       this.held = false;
       this.chooseDest(h);
       this.inSock?.resume();
@@ -226,13 +217,8 @@ export class StreamTransport implements DataTransport {
   }
 
   end(seq: number): void {
-    if (this.activeSeq === seq) {
-      this.activeSeq = -1;
-      this.handler = null;
-      this.place = undefined;
-    }
-    this.lastEndedSeq = Math.max(this.lastEndedSeq, seq);
-    this.stash.delete(seq);
+    if (this.inbox.isActive(seq)) this.place = undefined;
+    this.inbox.end(seq);
   }
 
   beginClose(): void {
@@ -241,9 +227,8 @@ export class StreamTransport implements DataTransport {
 
   close(): void {
     this.closing = true;
-    this.handler = null;
     this.place = undefined;
-    this.stash.clear();
+    this.inbox.clear();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     for (const [s, u] of this.unverified) {
       clearTimeout(u.timer);
@@ -396,7 +381,7 @@ export class StreamTransport implements DataTransport {
     const rx = this.rx;
     rx.placed = false;
     rx.dest = null;
-    if (h.seq === this.activeSeq && this.place !== undefined) {
+    if (this.inbox.isActive(h.seq) && this.place !== undefined) {
       const view = this.place(h);
       if (view !== undefined && view.byteLength === h.byteLength) {
         rx.dest = view;
@@ -446,7 +431,7 @@ export class StreamTransport implements DataTransport {
       rx.got = 0;
       rx.placed = false;
       rx.dest = null;
-      if (h.byteLength > 0 && h.seq !== this.activeSeq && h.seq > this.lastEndedSeq) {
+      if (h.byteLength > 0 && this.inbox.isAhead(h.seq)) {
         // A collective that has not begun here (the previous rank is ahead): rather than read the
         // payload into a buffer and copy it later, leave it in the kernel until begin(), which places
         // it. Everything this rank still needs of the running collective came before it on this
@@ -465,27 +450,8 @@ export class StreamTransport implements DataTransport {
     rx.header = null;
     rx.dest = null;
     rx.got = 0;
-    this.deliver(h, payload, placed);
+    this.inbox.deliver(h, payload, placed);
     return true;
-  }
-
-  private deliver(h: WireHeader, payload: Uint8Array, placed: boolean): void {
-    if (h.seq === this.activeSeq && this.handler !== null) return this.handler(h, payload, placed);
-    if (h.seq > this.lastEndedSeq) {
-      // A view placed for a collective that has since ended cannot be here: place() is only asked for the active one.
-      const list = this.stash.get(h.seq);
-      if (list === undefined) this.stash.set(h.seq, [[h, payload]]);
-      else list.push([h, payload]);
-      return;
-    }
-    this.fatal(
-      new CommError(
-        'protocol',
-        `rank ${this.opts.rank} received a ${WireOp[h.op]} message for collective #${h.seq} from rank ${this.prev}, ` +
-          `but that collective already ended here (latest #${this.lastEndedSeq})`,
-        [this.prev],
-      ),
-    );
   }
 
   private fatal(error: CommError): void {
