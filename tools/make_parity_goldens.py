@@ -516,6 +516,28 @@ def grad_of(fn, x, loss_seed):
     return y.detach(), x.grad
 
 
+def add_conv_case(g, name, shape, w_shape, seed, **conv):
+    """One convolution case of the op goldens: y = conv2d(x, w, **conv) and the gradients of x and w,
+    with x = noise(x shape, seed), w = 0.5 * noise(w shape, seed + 1), loss = sum(y * noise(y shape, seed + 2))."""
+    xd = noise(shape, seed).requires_grad_(True)
+    wd = (0.5 * noise(w_shape, seed + 1)).requires_grad_(True)
+    y = F.conv2d(xd, wd, **conv)
+    (y * noise(y.shape, seed + 2)).sum().backward()
+    g.add(f"{name}/y", y)
+    g.add(f"{name}/grad_x", xd.grad)
+    g.add(f"{name}/grad_w", wd.grad)
+
+
+def write_conv_golden(out_dir, stem, g, index, w_layout):
+    """Writes the cases added with add_conv_case to <stem>.safetensors, `index` as their description."""
+    meta = {"torch": torch.__version__, "cases": json.dumps(index),
+            "layout": f"y, grad_x NCHW; grad_w {w_layout}; x = noise(x, seed), w = 0.5 * noise(w, seed + 1), "
+                      "loss = sum(y * noise(y, seed + 2))"}
+    path = os.path.join(out_dir, f"{stem}.safetensors")
+    write_safetensors(path, g.items, meta)
+    return path
+
+
 def make_dilated_conv(out_dir):
     """Dilated convolutions (no bias, stride 1) with input and filter gradients. x = noise(x shape,
     seed), w = 0.5 * noise(w shape, seed + 1), loss = sum(y * noise(y shape, seed + 2))."""
@@ -536,21 +558,10 @@ def make_dilated_conv(out_dir):
     index = []
     for i, (name, shape, cout, k, pad, dil) in enumerate(cases):
         seed = 1000 + 10 * i
-        xd = noise(shape, seed).requires_grad_(True)
-        wd = (0.5 * noise((cout, shape[1], k, k), seed + 1)).requires_grad_(True)
-        y = F.conv2d(xd, wd, padding=pad, dilation=dil)
-        (y * noise(y.shape, seed + 2)).sum().backward()
-        g.add(f"{name}/y", y)
-        g.add(f"{name}/grad_x", xd.grad)
-        g.add(f"{name}/grad_w", wd.grad)
+        add_conv_case(g, name, shape, (cout, shape[1], k, k), seed, padding=pad, dilation=dil)
         index.append({"name": name, "x": list(shape), "w": [cout, shape[1], k, k], "padding": pad,
                       "dilation": dil, "seed": seed})
-    meta = {"torch": torch.__version__, "cases": json.dumps(index),
-            "layout": "y, grad_x NCHW; grad_w OIHW; x = noise(x, seed), w = 0.5 * noise(w, seed + 1), "
-                      "loss = sum(y * noise(y, seed + 2))"}
-    path = os.path.join(out_dir, "op-dilated-conv.safetensors")
-    write_safetensors(path, g.items, meta)
-    return path
+    return write_conv_golden(out_dir, "op-dilated-conv", g, index, "OIHW")
 
 
 def make_grouped_conv(out_dir):
@@ -574,21 +585,12 @@ def make_grouped_conv(out_dir):
     index = []
     for i, (name, shape, cout, k, groups, stride, dil) in enumerate(cases):
         seed = 5000 + 10 * i
-        xd = noise(shape, seed).requires_grad_(True)
-        wd = (0.5 * noise((cout, shape[1] // groups, k, k), seed + 1)).requires_grad_(True)
-        y = F.conv2d(xd, wd, stride=stride, padding=dil * (k // 2), dilation=dil, groups=groups)
-        (y * noise(y.shape, seed + 2)).sum().backward()
-        g.add(f"{name}/y", y)
-        g.add(f"{name}/grad_x", xd.grad)
-        g.add(f"{name}/grad_w", wd.grad)
+        add_conv_case(g, name, shape, (cout, shape[1] // groups, k, k), seed,
+                      stride=stride, padding=dil * (k // 2), dilation=dil, groups=groups)
         index.append({"name": name, "x": list(shape), "w": [cout, shape[1] // groups, k, k], "groups": groups,
                       "stride": stride, "padding": dil * (k // 2), "dilation": dil, "seed": seed})
-    meta = {"torch": torch.__version__, "cases": json.dumps(index),
-            "layout": "y, grad_x NCHW; grad_w OIHW [out, in/groups, k, k]; x = noise(x, seed), "
-                      "w = 0.5 * noise(w, seed + 1), loss = sum(y * noise(y, seed + 2))"}
-    path = os.path.join(out_dir, "op-grouped-conv.safetensors")
-    write_safetensors(path, g.items, meta)
-    return path
+    return write_conv_golden(out_dir, "op-grouped-conv", g, index, "OIHW [out, in/groups, k, k]")
+
 
 def make_depthwise_conv(out_dir):
     """Depthwise convolutions (groups = channels, no bias, stride 1) with input and filter gradients,
@@ -611,20 +613,9 @@ def make_depthwise_conv(out_dir):
     for i, (name, shape, k, pad, dil) in enumerate(cases):
         seed = 5000 + 10 * i
         c = shape[1]
-        xd = noise(shape, seed).requires_grad_(True)
-        wd = (0.5 * noise((c, 1, k, k), seed + 1)).requires_grad_(True)
-        y = F.conv2d(xd, wd, padding=pad, dilation=dil, groups=c)
-        (y * noise(y.shape, seed + 2)).sum().backward()
-        g.add(f"{name}/y", y)
-        g.add(f"{name}/grad_x", xd.grad)
-        g.add(f"{name}/grad_w", wd.grad)
+        add_conv_case(g, name, shape, (c, 1, k, k), seed, padding=pad, dilation=dil, groups=c)
         index.append({"name": name, "x": list(shape), "w": [c, 1, k, k], "padding": pad, "dilation": dil, "seed": seed})
-    meta = {"torch": torch.__version__, "cases": json.dumps(index),
-            "layout": "y, grad_x NCHW; grad_w [C, 1, k, k]; x = noise(x, seed), w = 0.5 * noise(w, seed + 1), "
-                      "loss = sum(y * noise(y, seed + 2))"}
-    path = os.path.join(out_dir, "op-depthwise-conv.safetensors")
-    write_safetensors(path, g.items, meta)
-    return path
+    return write_conv_golden(out_dir, "op-depthwise-conv", g, index, "[C, 1, k, k]")
 
 
 def make_adaptive_pool(out_dir):
