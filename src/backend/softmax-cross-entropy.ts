@@ -41,14 +41,20 @@ function expNonPositive(v: number): number {
   return p * POW2[k + 160];
 }
 
+/** The largest of logits[i .. i + numC): a pixel's logits are shifted by it before exp. */
+function rowMax(logits: Float32Array, i: number, numC: number): number {
+  let max = -Infinity;
+  for (let c = 0; c < numC; c++) max = Math.max(max, logits[i + c]);
+  return max;
+}
+
 /** Writes softmax(logits) per pixel into probs; returns [sum of losses, counted pixels]. */
 function softmaxLoss(logits: Float32Array, labels: Int32Array, probs: Float32Array, numC: number,
                      ignoreIndex: number, out: Float64Array): void {
   let total = 0;
   let count = 0;
   for (let p = 0, i = 0, pixels = labels.length; p < pixels; p++, i += numC) {
-    let max = -Infinity;
-    for (let c = 0; c < numC; c++) max = Math.max(max, logits[i + c]);
+    const max = rowMax(logits, i, numC);
     let sum = 0;
     for (let c = 0; c < numC; c++) {
       const e = expNonPositive(logits[i + c] - max);
@@ -78,8 +84,7 @@ function shiftByMax(logits: Float32Array, labels: Int32Array, shifted: Float32Ar
   let total = 0;
   let count = 0;
   for (let p = 0, i = 0, pixels = labels.length; p < pixels; p++, i += numC) {
-    let max = -Infinity;
-    for (let c = 0; c < numC; c++) max = Math.max(max, logits[i + c]);
+    const max = rowMax(logits, i, numC);
     for (let c = 0; c < numC; c++) shifted[i + c] = logits[i + c] - max;
     const label = labels[p];
     if (label !== ignoreIndex) {
