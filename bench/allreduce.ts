@@ -1,12 +1,14 @@
 // Allreduce bandwidth on loopback, ours beside PyTorch's gloo, measured in the same run:
 //
 //   node dist/bench/allreduce.js [--sizes 1M,11M,25M] [--worlds 2,4] [--rounds 3] [--iters 5] [--warmup 2]
-//     [--modes inplace] [--planes stream,zeromq] [--sub-chunk 1048576] [--gc-every 16777216] [--js] [--threads] [--no-gloo] [--no-ring]
+//     [--modes inplace] [--planes stream+native,stream,zeromq] [--sub-chunk 1048576] [--gc-every 16777216] [--js] [--threads] [--no-gloo] [--no-ring]
 //     [--python /usr/bin/python3] [--json]
 //
 // Ours: starts WORLD_SIZE real processes per world size (this same file, as ranks) and times Communicator
-// allreduces of float32 arrays, over each data plane given with --planes (default: all of them; stream,
-// the default plane, plain TCP with zero-copy receive; zeromq, the ZeroMQ plane), in each mode given with --modes:
+// allreduces of float32 arrays, over each data plane given with --planes (default: all of them;
+// stream+native, the default: the stream plane with large allreduces in the native ring, where it is
+// built; stream, the same plane all in JavaScript, plain TCP with zero-copy receive; zeromq, the
+// ZeroMQ plane), in each mode given with --modes:
 //   inplace  allreduceInPlace on a sharedArray: the ring alone (what gloo's all_reduce on a tensor does);
 //   copy     allreduce() into a reused output array: plus the copies into the shared slot and out;
 //   sync     allreduceSumSync(), likewise, blocking the calling thread (SyncBN's path).
@@ -46,6 +48,7 @@ interface BenchConfig {
   /** Also measure CPU time per thread kind (Linux: /proc/self/task/<tid>/schedstat). */
   threads: boolean;
   dataPlane: DataPlane;
+  nativeRing: boolean;
 }
 
 interface RankResult {
@@ -124,6 +127,7 @@ async function rankMain(): Promise<void> {
     minorGcEveryBytes: cfg.minorGcEveryBytes,
     forceJsKernels: cfg.forceJs,
     dataPlane: cfg.dataPlane,
+    nativeRing: cfg.nativeRing,
     timeoutMs: 120_000,
     connectTimeoutMs: 60_000,
   });
@@ -159,7 +163,7 @@ async function rankMain(): Promise<void> {
     }
   }
   await comm.close();
-  process.stdout.write(JSON.stringify({ event: 'result', rank: comm.rank, simd: comm.simd, results }) + '\n');
+  process.stdout.write(JSON.stringify({ event: 'result', rank: comm.rank, simd: comm.simd, native: comm.nativeAllreduces, results }) + '\n');
 }
 
 // --- the driver --------------------------------------------------------------------------------
@@ -171,8 +175,10 @@ async function runOurs(n: number, cfg: BenchConfig): Promise<Sample[]> {
     exits.forEach((e, r) => {
       if (e.code !== 0) throw new Error(`world ${n}: rank ${r} exited with ${e.code ?? e.signal}: ${job.procs[r].stderr}`);
     });
-    return job.procs.map((p) => p.lastEvent('result') as unknown as { simd: boolean; results: RankResult[] });
+    return job.procs.map((p) => p.lastEvent('result') as unknown as { simd: boolean; native: number; results: RankResult[] });
   });
+  // Asked for the native ring and not given it (not built): say so rather than print JavaScript figures under its name.
+  if (cfg.nativeRing && ranks[0].native === 0) throw new Error('the native ring is not built here (npm ci builds it; see tools/build-native.js)');
   return ranks[0].results.map((r0, k) => {
     // Each iteration takes as long as its slowest rank; the run's figure is the median iteration.
     const perIter = r0.ms.map((_, i) => Math.max(...ranks.map((r) => r.results[k].ms[i])));
@@ -182,7 +188,7 @@ async function runOurs(n: number, cfg: BenchConfig): Promise<Sample[]> {
     const threadMs = r0.threadMs
       ? (Object.fromEntries((['main', 'zmqIo', 'other'] as const).map((kind) => [kind, ranks.reduce((a, r) => a + median(r.results[k].threadMs![kind]), 0) / n])) as Record<ThreadKind, number>)
       : undefined;
-    return { impl: `segdist/${cfg.dataPlane}`, round: -1, mode: r0.mode, world: n, elements: r0.size, ms, busbw: busbw(r0.size, ms, n), cpuMs: user + sys, sysMs: sys, threadMs, load };
+    return { impl: `segdist/${planeLabel(cfg)}`, round: -1, mode: r0.mode, world: n, elements: r0.size, ms, busbw: busbw(r0.size, ms, n), cpuMs: user + sys, sysMs: sys, threadMs, load };
   });
 }
 
@@ -215,6 +221,13 @@ async function runPython(impl: 'gloo' | 'tcp-ring', python: string, script: stri
 
 const fmtShare = (x: number | null) => (x === null ? '-' : `${Math.round(x * 100)}%`);
 
+/** The bench's names for our ways of moving data: each data plane, and the stream plane with the native ring. */
+const BENCH_PLANES = ['stream+native', ...DATA_PLANES];
+
+function planeLabel(cfg: BenchConfig): string {
+  return `${cfg.dataPlane}${cfg.nativeRing ? '+native' : ''}`;
+}
+
 function fmtSize(n: number): string {
   return n % 1e6 === 0 ? `${n / 1e6}M` : n % 1e3 === 0 ? `${n / 1e3}k` : String(n);
 }
@@ -230,9 +243,10 @@ async function driverMain(): Promise<void> {
     forceJs: process.argv.includes('--js'),
     threads: process.argv.includes('--threads') && process.platform === 'linux',
     dataPlane: 'stream',
+    nativeRing: false,
   };
-  const planes = (arg('--planes') ?? DATA_PLANES.join(',')).split(',') as DataPlane[];
-  for (const p of planes) if (!DATA_PLANES.includes(p)) throw new Error(`--planes: unknown data plane ${p} (${DATA_PLANES.join(', ')})`);
+  const planes = (arg('--planes') ?? BENCH_PLANES.join(',')).split(',');
+  for (const p of planes) if (!BENCH_PLANES.includes(p)) throw new Error(`--planes: unknown data plane ${p} (${BENCH_PLANES.join(', ')})`);
   for (const m of cfg.modes) if (!['inplace', 'copy', 'sync'].includes(m)) throw new Error(`--modes: unknown mode ${m} (inplace, copy, sync)`);
   const worlds = (arg('--worlds') ?? '2,4').split(',').map(Number);
   const rounds = Number(arg('--rounds') ?? 3);
@@ -260,12 +274,12 @@ async function driverMain(): Promise<void> {
   for (let round = 0; round < rounds; round++) {
     for (const n of worlds) {
       // Who goes first rotates from round to round, so a change in the machine's load hits all alike.
-      const impls: (DataPlane | 'gloo' | 'tcp-ring')[] = [...planes, 'gloo', 'tcp-ring'];
+      const impls: string[] = [...planes, 'gloo', 'tcp-ring'];
       const order = impls.map((_, i) => impls[(i + round) % impls.length]);
       const got: Sample[] = [];
       for (const which of order) {
         if (which !== 'gloo' && which !== 'tcp-ring') {
-          got.push(...(await runOurs(n, { ...cfg, dataPlane: which })));
+          got.push(...(await runOurs(n, { ...cfg, dataPlane: which.split('+')[0] as DataPlane, nativeRing: which.endsWith('+native') })));
           continue;
         }
         const script = refs.get(which);
@@ -293,7 +307,7 @@ async function driverMain(): Promise<void> {
   log('busbw GB/s, median over rounds (each run: median iteration)');
   log('ratio: median over rounds of ours / gloo in the same round [lowest-highest]');
   log('of ring: median over rounds of busbw / the plain TCP ring\'s in the same round (the ceiling), ours and gloo');
-  log(` elements  world  ${'ours (data plane, mode)'.padEnd(23)}     ours     gloo   ratio [range]      ours ms   gloo ms      cpu ms/rank ours (sys)   gloo     ring  of ring: ours gloo`);
+  log(` elements  world  ${'ours (data plane, mode)'.padEnd(29)}     ours     gloo   ratio [range]      ours ms   gloo ms      cpu ms/rank ours (sys)   gloo     ring  of ring: ours gloo`);
   for (const n of worlds) {
     for (const size of cfg.sizes) {
       const g = pick('gloo', 'inplace', n, size);
@@ -337,7 +351,7 @@ async function driverMain(): Promise<void> {
         };
         rows.push(row);
         log(
-          `${fmtSize(size).padStart(9)}  ${String(n).padStart(5)}  ${`${impl} ${mode}`.padEnd(23)}  ${oBus.toFixed(2).padStart(10)}  ${gBus === null ? '       -' : gBus.toFixed(2).padStart(8)}` +
+          `${fmtSize(size).padStart(9)}  ${String(n).padStart(5)}  ${`${impl} ${mode}`.padEnd(29)}  ${oBus.toFixed(2).padStart(10)}  ${gBus === null ? '       -' : gBus.toFixed(2).padStart(8)}` +
             `  ${row.ratio === null ? '     -' : row.ratio.toFixed(2).padStart(6)} ${row.ratioRange === null ? '           ' : `[${row.ratioRange[0].toFixed(2)}-${row.ratioRange[1].toFixed(2)}]`}  ${row.segdistMs.toFixed(1).padStart(11)}  ${row.glooMs === null ? '        -' : row.glooMs.toFixed(1).padStart(9)}` +
             `  ${row.segdistCpuMs.toFixed(1).padStart(20)} (${row.segdistSysMs.toFixed(1).padStart(5)})  ${row.glooCpuMs === null ? '     -' : row.glooCpuMs.toFixed(1).padStart(6)}` +
             `  ${row.ringBusbw === null ? '      -' : row.ringBusbw.toFixed(2).padStart(7)}  ${fmtShare(row.segdistOfRing).padStart(13)} ${fmtShare(row.glooOfRing).padStart(4)}` +

@@ -6,14 +6,17 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { DATA_PLANES } from '../src/cluster/data-transport';
 import { LocalJob } from '../src/cluster/local-job';
+import { NATIVE_BUILT, PLANE_VARIANTS } from './helpers/planes';
 
 const SELFTEST = path.join(__dirname, '..', 'src', 'cluster', 'selftest-rank.js');
 const LENGTHS = [0, 1, 7, 1_000_003];
 
-for (const dataPlane of DATA_PLANES) for (const worldSize of [2, 3, 4]) {
-  test(`allreduce, broadcast and barrier are exact with ${worldSize} ranks on the ${dataPlane} data plane`, { timeout: 120_000 }, async () => {
+// Of the 14 checks per length, 11 are allreduces; at 1M elements they are the native ring's to run.
+const NATIVE_PER_RANK = 11;
+
+for (const { label, dataPlane, nativeRing } of PLANE_VARIANTS) for (const worldSize of [2, 3, 4]) {
+  test(`allreduce, broadcast and barrier are exact with ${worldSize} ranks on the ${label}`, { timeout: 120_000 }, async () => {
     await LocalJob.run(
       {
         script: SELFTEST,
@@ -27,6 +30,7 @@ for (const dataPlane of DATA_PLANES) for (const worldSize of [2, 3, 4]) {
             // Small sub-chunks so the 1M-element case runs the pipeline over many pieces.
             subChunkBytes: 256 * 1024,
             dataPlane,
+            nativeRing,
           }),
         },
       },
@@ -37,6 +41,9 @@ for (const dataPlane of DATA_PLANES) for (const worldSize of [2, 3, 4]) {
           assert.equal(exits[p.rank].code, 0, `rank ${p.rank} failed: ${JSON.stringify(p.lastEvent('error'))} ${p.stderr}`);
           assert.equal(p.lastEvent('ok')?.checks, 14 * LENGTHS.length);
           assert.equal(p.lastEvent('ready')?.simd, true);
+          const native = nativeRing && NATIVE_BUILT;
+          assert.equal(p.lastEvent('ready')?.nativeRing, native, 'the native ring is built by npm ci (SEGDIST_NO_NATIVE=1 skips it)');
+          assert.equal(p.lastEvent('ok')?.nativeAllreduces, native ? NATIVE_PER_RANK : 0);
           // A loopback job binds its data sockets on loopback only.
           assert.match(String(p.lastEvent('ready')?.dataEndpoint), /^tcp:\/\/127\.0\.0\.1:\d+$/);
         }

@@ -6,7 +6,7 @@ import { connect as tcpConnect } from 'node:net';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import * as zmq from 'zeromq';
-import { DATA_PLANES } from '../src/cluster/data-transport';
+import { PLANE_VARIANTS } from './helpers/planes';
 import { LocalJob, type RankProcess } from '../src/cluster/local-job';
 import { encodeHeader, hashName, WireDtype, WireOp } from '../src/cluster/wire-header';
 
@@ -74,13 +74,15 @@ test('junk sent to the data and rendezvous ports is dropped and the job carries 
   });
 });
 
-for (const dataPlane of DATA_PLANES) for (const victim of [1, 0]) {
-  test(`kill -9 of rank ${victim} makes the others fail fast, naming it (${dataPlane} data plane)`, { timeout: 60_000 }, async () => {
+for (const { label, dataPlane, nativeRing } of PLANE_VARIANTS) for (const victim of [1, 0]) {
+  test(`kill -9 of rank ${victim} makes the others fail fast, naming it (${label})`, { timeout: 60_000 }, async () => {
     const timeoutMs = 20_000;
+    // Large enough for the native ring where it runs.
+    const loopLength = nativeRing ? 300_000 : 50_000;
     const opts = {
       script: SELFTEST,
       worldSize: 3,
-      env: { SEGDIST_SELFTEST: JSON.stringify({ kind: 'loop', loopLength: 50_000, timeoutMs, connectTimeoutMs: 20_000, dataPlane }) },
+      env: { SEGDIST_SELFTEST: JSON.stringify({ kind: 'loop', loopLength, timeoutMs, connectTimeoutMs: 20_000, dataPlane, nativeRing }) },
     };
     await LocalJob.run(opts, 50_000, async (job) => {
       await Promise.all(job.procs.map((p) => p.waitForEvent((e) => e.event === 'looping', 30_000)));
@@ -101,16 +103,16 @@ for (const dataPlane of DATA_PLANES) for (const victim of [1, 0]) {
   });
 }
 
-for (const dataPlane of DATA_PLANES) {
+for (const { label, dataPlane, nativeRing } of PLANE_VARIANTS) {
   for (const [what, extra, pattern] of [
     ['another collective', {}, /belongs to collective/],
     ['another length', { mismatchLength: 999 }, /tensor is \d+ bytes, this rank's is \d+ bytes/],
   ] as const) {
-    test(`a rank that runs ${what} fails the job loudly, naming the rank and the collective (${dataPlane} data plane)`, { timeout: 60_000 }, async () => {
+    test(`a rank that runs ${what} fails the job loudly, naming the rank and the collective (${label})`, { timeout: 60_000 }, async () => {
       const opts = {
         script: SELFTEST,
         worldSize: 3,
-        env: { SEGDIST_SELFTEST: JSON.stringify({ kind: 'mismatch', loopLength: 100_000, mismatchRank: 1, timeoutMs: 20_000, connectTimeoutMs: 20_000, dataPlane, ...extra }) },
+        env: { SEGDIST_SELFTEST: JSON.stringify({ kind: 'mismatch', loopLength: 100_000, mismatchRank: 1, timeoutMs: 20_000, connectTimeoutMs: 20_000, dataPlane, nativeRing, ...extra }) },
       };
       await LocalJob.run(opts, 50_000, async (job) => {
         const started = Date.now();
@@ -137,28 +139,31 @@ for (const dataPlane of DATA_PLANES) {
   }
 }
 
-test('a rank that never arrives is named by the others when their wait times out', { timeout: 60_000 }, async () => {
-  const timeoutMs = 3000;
-  const opts = {
-    script: SELFTEST,
-    worldSize: 3,
-    env: { SEGDIST_SELFTEST: JSON.stringify({ kind: 'collectives', lengths: [1000], timeoutMs, connectTimeoutMs: 20_000, idleRanks: [2] }) },
-  };
-  await LocalJob.run(opts, 50_000, async (job) => {
-    await job.procs[2].waitForEvent((e) => e.event === 'idle', 30_000);
-    const started = Date.now();
-    const exits = await Promise.all(job.procs.slice(0, 2).map((p) => p.exited));
-    const elapsed = Date.now() - started;
-    assert.ok(elapsed < timeoutMs + 5000, `took ${elapsed} ms`);
-    job.procs.slice(0, 2).forEach((p, i) => {
-      assert.equal(exits[i].code, 2, p.stderr);
-      const err = errorOf(p)!;
-      assert.equal(err.code, 'timeout', JSON.stringify(err));
-      assert.deepEqual(err.ranks, [2]);
-      assert.match(err.message, /allreduce 'sync\.1000' #1 timed out on rank [01] after 3\.0 s: rank 2 did not arrive \(it has not run a collective yet\)/);
+// 1000 elements run in JavaScript; 300k in the native ring where it is built (its wait is the engine's watchdog and an abort).
+for (const length of [1000, 300_000]) {
+  test(`a rank that never arrives is named by the others when their wait times out (${length} elements)`, { timeout: 60_000 }, async () => {
+    const timeoutMs = 3000;
+    const opts = {
+      script: SELFTEST,
+      worldSize: 3,
+      env: { SEGDIST_SELFTEST: JSON.stringify({ kind: 'collectives', lengths: [length], timeoutMs, connectTimeoutMs: 20_000, idleRanks: [2] }) },
+    };
+    await LocalJob.run(opts, 50_000, async (job) => {
+      await job.procs[2].waitForEvent((e) => e.event === 'idle', 30_000);
+      const started = Date.now();
+      const exits = await Promise.all(job.procs.slice(0, 2).map((p) => p.exited));
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed < timeoutMs + 5000, `took ${elapsed} ms`);
+      job.procs.slice(0, 2).forEach((p, i) => {
+        assert.equal(exits[i].code, 2, p.stderr);
+        const err = errorOf(p)!;
+        assert.equal(err.code, 'timeout', JSON.stringify(err));
+        assert.deepEqual(err.ranks, [2]);
+        assert.match(err.message, new RegExp(`allreduce 'sync\\.${length}' #1 timed out on rank [01] after 3\\.0 s: rank 2 did not arrive \\(it has not run a collective yet\\)`));
+      });
     });
   });
-});
+}
 
 test('a rank that exits without close() still exits with its own status', { timeout: 60_000 }, async () => {
   const opts = { script: SELFTEST, worldSize: 2, env: { SEGDIST_SELFTEST: JSON.stringify({ kind: 'abandon', timeoutMs: 20_000, connectTimeoutMs: 20_000 }) } };

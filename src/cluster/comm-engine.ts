@@ -17,6 +17,7 @@ import { localAddressToward, resolveHost, tcpEndpoint } from './host-address';
 import { RendezvousServer } from './rendezvous';
 import { startAllreduce, startBroadcast, type RingJob, type RingRun } from './ring-collectives';
 import type { DataPlane, DataTransport, DataTransportOptions } from './data-transport';
+import { nativeEligible, nativeRingAddon, startNativeAllreduce } from './native-ring';
 import { RingTransport } from './ring-transport';
 import { StreamTransport } from './stream-transport';
 import type { F32Kernels } from './simd-kernels';
@@ -35,6 +36,8 @@ export interface CommEngineOptions {
   minorGcEveryBytes: number;
   /** How ranks exchange data: plain TCP streams with zero-copy receive (default) or ZeroMQ. The same on every rank. */
   dataPlane?: DataPlane;
+  /** Large allreduces on the stream plane run in C where the addon is built (native-ring.ts). Default true. */
+  nativeRing?: boolean;
   /** The address to bind data sockets on, instead of the interface that routes to MASTER_ADDR. */
   hostAddress?: string;
   warn?: (message: string) => void;
@@ -168,11 +171,16 @@ export class CommEngine {
     if (this.broken) throw this.broken;
   }
 
-  /** Sum (or mean) over all ranks of the slot's first `length` elements, in place. */
-  allreduce(name: string, slot: SlotBinding, length: number, mean: boolean): Promise<void> {
-    return this.runRing(mean ? 'allreduce-mean' : 'allreduce', name, slot, length, (job, run) =>
-      startAllreduce(this.transport, job, mean, this.rank, this.worldSize, run),
-    );
+  /** Sum (or mean) over all ranks of the slot's first `length` elements, in place; true if it ran in C. */
+  async allreduce(name: string, slot: SlotBinding, length: number, mean: boolean): Promise<boolean> {
+    let ranNative = false;
+    await this.runRing(mean ? 'allreduce-mean' : 'allreduce', name, slot, length, (job, run) => {
+      const native = this.opts.nativeRing !== false && this.transport instanceof StreamTransport ? nativeRingAddon() : null;
+      ranNative = native !== null && nativeEligible(length, this.worldSize, this.opts.subChunkBytes) &&
+        startNativeAllreduce(native, this.transport as StreamTransport, job, mean, this.rank, this.worldSize, run);
+      if (!ranNative) startAllreduce(this.transport, job, mean, this.rank, this.worldSize, run);
+    });
+    return ranNative;
   }
 
   /** Rank 0's slot contents into every rank's slot. */

@@ -42,7 +42,8 @@ export type CommRequest =
 export type CommReply =
   | { type: 'ready'; rank: number; worldSize: number; dataEndpoint: string; simd: boolean }
   | { type: 'connect-failed'; error: CommErrorData }
-  | { type: 'done'; id: number }
+  /** `native`: an allreduce that ran in the native ring (native-ring.ts). */
+  | { type: 'done'; id: number; native?: boolean }
   | { type: 'failed'; id: number; error: CommErrorData }
   /** The comm thread hit a bug (an uncaught exception) and shut down; every pending call fails with it. */
   | { type: 'fatal'; error: CommErrorData };

@@ -27,9 +27,11 @@ function slot(id: number): SlotBinding {
 async function run(engine: CommEngine, req: Exclude<CommRequest, { type: 'slot' | 'drop-slots' | 'exit-now' }>): Promise<void> {
   try {
     switch (req.type) {
-      case 'allreduce':
-        await engine.allreduce(req.name, { ...slot(req.slotId), dataOffset: req.offset, guarded: req.guarded }, req.length, req.mean);
-        break;
+      case 'allreduce': {
+        const native = await engine.allreduce(req.name, { ...slot(req.slotId), dataOffset: req.offset, guarded: req.guarded }, req.length, req.mean);
+        reply({ type: 'done', id: req.id, native });
+        return;
+      }
       case 'broadcast':
         await engine.broadcast(req.name, { ...slot(req.slotId), dataOffset: req.offset, guarded: true }, req.length);
         break;

@@ -12,6 +12,7 @@
 
 import * as path from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { nativeRingAddon } from './native-ring';
 import { CommError } from './comm-error';
 import { DOORBELL_INDEX, type CommReply, type CommRequest, type CommWorkerData } from './comm-protocol';
 import type { DataPlane } from './data-transport';
@@ -43,6 +44,11 @@ export interface CommunicatorOptions {
    * kernel writes straight into the shared slots (default), or 'zeromq'. Must be equal on all ranks.
    */
   dataPlane?: DataPlane;
+  /**
+   * Run large allreduces of the stream plane in C (native-ring.ts) where the addon was built at install;
+   * the same messages and results as the JavaScript ring, at less CPU. Default true.
+   */
+  nativeRing?: boolean;
 }
 
 export type ReduceOp = 'sum' | 'mean';
@@ -72,8 +78,19 @@ export class Communicator {
     return this.opts.dataPlane;
   }
 
+  /** Allreduces of this communicator that ran in the native ring so far. */
+  get nativeAllreduces(): number {
+    return this.nativeRuns;
+  }
+
+  /** Whether large allreduces run in C (the stream plane, the addon built, not turned off). */
+  get nativeRing(): boolean {
+    return this.worldSize > 1 && this.opts.nativeRing && this.opts.dataPlane === 'stream' && nativeRingAddon() !== null;
+  }
+
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
+  private nativeRuns = 0;
   private failure: CommError | null = null;
   private closed = false;
   /** The comm thread has exited, or reported a fatal error and is exiting. */
@@ -135,6 +152,7 @@ export class Communicator {
         forceJsKernels: opts.forceJsKernels,
         quiet: opts.quiet,
         dataPlane: opts.dataPlane,
+        nativeRing: opts.nativeRing,
       },
       doorbell,
       port: port2,
@@ -395,6 +413,7 @@ export class Communicator {
         const reply = msg.message as CommReply;
         if ((reply.type === 'done' || reply.type === 'failed') && reply.id === id) {
           this.pool!.noteCompleted();
+          if (reply.type === 'done' && reply.native) this.nativeRuns++;
           return reply;
         }
         this.dispatch(reply);
@@ -423,6 +442,7 @@ export class Communicator {
     if (p === undefined) return;
     this.pending.delete(msg.id);
     if (this.pending.size === 0) this.port?.unref();
+    if (msg.type === 'done' && msg.native) this.nativeRuns++;
     if (msg.type === 'done') p.resolve();
     else p.reject(this.noteFailure(CommError.fromData(msg.error)));
   }
@@ -506,5 +526,8 @@ function resolveOptions(o: CommunicatorOptions): Required<Omit<CommunicatorOptio
   }
   const dataPlane = o.dataPlane ?? 'stream';
   if (dataPlane !== 'stream' && dataPlane !== 'zeromq') throw new CommError('usage', `Communicator option dataPlane=${String(dataPlane)} must be 'stream' or 'zeromq'`);
-  return { timeoutMs, connectTimeoutMs, subChunkBytes, minorGcEveryBytes, forceJsKernels: o.forceJsKernels ?? false, quiet: o.quiet ?? false, dataPlane };
+  return {
+    timeoutMs, connectTimeoutMs, subChunkBytes, minorGcEveryBytes, forceJsKernels: o.forceJsKernels ?? false, quiet: o.quiet ?? false, dataPlane,
+    nativeRing: o.nativeRing ?? true,
+  };
 }

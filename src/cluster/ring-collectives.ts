@@ -68,38 +68,76 @@ export function chunkRange(length: number, n: number, c: number): [number, numbe
   return [lo, lo + base + (c < rem ? 1 : 0)];
 }
 
+/** The chunk rank `rank` receives at `step`: reduce-scatter r-1-s, all-gather r-(s-(n-1)). */
+function chunkAtStep(rank: number, n: number, step: number): number {
+  const c = step < n - 1 ? rank - 1 - step : rank - (step - (n - 1));
+  return ((c % n) + n) % n;
+}
+
+/** Sub-chunks per chunk when `job`'s elements are split into n chunks of sub-chunks. */
+function subChunkCount(job: RingJob, n: number): number {
+  return Math.max(1, Math.ceil(Math.ceil(job.length / n) / (job.subChunkBytes >>> 2)));
+}
+
+/** Element range [lo, hi) of sub-chunk j of chunk c. */
+function subRange(job: RingJob, n: number, c: number, j: number): [number, number] {
+  const subElems = job.subChunkBytes >>> 2;
+  const [lo, hi] = chunkRange(job.length, n, c);
+  return [Math.min(lo + j * subElems, hi), Math.min(lo + (j + 1) * subElems, hi)];
+}
+
+/**
+ * The checks every message of a ring allreduce gets, wherever it was received (here, or in the native
+ * loop, native-ring.ts): `step` is the step this rank expects next of the message's sub-chunk. Returns
+ * the element range the message carries; throws a WireMismatchError naming both ranks otherwise.
+ */
+export function expectRingMessage(h: WireHeader, job: RingJob, mean: boolean, rank: number, prev: number, n: number, step: number): [number, number] {
+  const op = mean ? WireOp.AllreduceMean : WireOp.AllreduceSum;
+  const ctx: CollectiveContext = { rank, name: job.name, kind: mean ? 'allreduce-mean' : 'allreduce', knownNames: job.knownNames };
+  const nsub = subChunkCount(job, n);
+  const steps = 2 * (n - 1);
+  const totalBytes = job.length * 4;
+  if (h.chunk >= nsub) {
+    expectHeader(h, { op, dtype: WireDtype.Float32, sender: prev, seq: job.seq, nameHash: job.nameHash, totalBytes, chunk: nsub - 1 }, ctx);
+  }
+  const j = h.chunk;
+  if (step >= steps) {
+    throw new WireMismatchError(
+      `${ctx.kind} '${job.name}' #${job.seq} on rank ${rank}: rank ${prev} sent sub-chunk ${j} more than ${steps} times`,
+      rank, prev, job.name,
+    );
+  }
+  const [lo, hi] = subRange(job, n, chunkAtStep(rank, n, step), j);
+  expectHeader(h, {
+    op, dtype: WireDtype.Float32, sender: prev, seq: job.seq, nameHash: job.nameHash, totalBytes,
+    step, chunk: j, byteLength: (hi - lo) * 4,
+  }, ctx);
+  return [lo, hi];
+}
+
 /**
  * Sum (or mean) of `job`'s slot over all ranks, in place. Starts the pipeline and returns; `run` hears
  * of progress, completion and failure.
  */
 export function startAllreduce(t: DataTransport, job: RingJob, mean: boolean, rank: number, n: number, run: RingRun): void {
   const op = mean ? WireOp.AllreduceMean : WireOp.AllreduceSum;
-  const subElems = job.subChunkBytes >>> 2;
-  const chunkLen = Math.ceil(job.length / n);
-  const nsub = Math.max(1, Math.ceil(chunkLen / subElems));
+  const nsub = subChunkCount(job, n);
   const totalBytes = job.length * 4;
   const steps = 2 * (n - 1);
   const expectedMessages = steps * nsub;
   const nextStep = new Int32Array(nsub);
-  const ctx: CollectiveContext = { rank, name: job.name, kind: mean ? 'allreduce-mean' : 'allreduce', knownNames: job.knownNames };
   const memU8 = () => new Uint8Array(job.memory.buffer);
   let received = 0;
 
-  // Element range of sub-chunk j of chunk c.
-  const sub = (c: number, j: number): [number, number] => {
-    const [lo, hi] = chunkRange(job.length, n, c);
-    return [Math.min(lo + j * subElems, hi), Math.min(lo + (j + 1) * subElems, hi)];
-  };
+  const sub = (c: number, j: number): [number, number] => subRange(job, n, c, j);
   const header = (step: number, j: number, bytes: number): WireHeader => ({
     op, dtype: WireDtype.Float32, sender: rank, seq: job.seq, nameHash: job.nameHash,
     step, chunk: j, byteLength: bytes, totalBytes,
   });
   const slotView = (lo: number, hi: number) => Buffer.from(job.memory.buffer as SharedArrayBuffer, job.dataOffset + lo * 4, (hi - lo) * 4);
-  const mod = (x: number) => ((x % n) + n) % n;
   // Whether finished chunks may be sent from (and received into) the slot ("Zero copy" above).
   const fromSlot = job.guarded || t.confirmsSends;
-  // Chunk this rank receives at `step`: reduce-scatter r-1-s, all-gather r-(s-(n-1)).
-  const chunkAt = (step: number) => (step < n - 1 ? mod(rank - 1 - step) : mod(rank - (step - (n - 1))));
+  const chunkAt = (step: number) => chunkAtStep(rank, n, step);
 
   // Where a message's payload should land, if the transport can put it there: a partial sum in the
   // scratch area, a finished chunk in its place. Anything unexpected: undefined,
@@ -117,23 +155,9 @@ export function startAllreduce(t: DataTransport, job: RingJob, mean: boolean, ra
 
   const onMessage = (h: WireHeader, payload: Uint8Array, placed: boolean) => {
     try {
-      if (h.chunk >= nsub) {
-        expectHeader(h, { op, dtype: WireDtype.Float32, sender: t.prev, seq: job.seq, nameHash: job.nameHash, totalBytes, chunk: nsub - 1 }, ctx);
-      }
       const j = h.chunk;
-      const step = nextStep[j];
-      if (step >= steps) {
-        throw new WireMismatchError(
-          `${ctx.kind} '${job.name}' #${job.seq} on rank ${rank}: rank ${t.prev} sent sub-chunk ${j} more than ${steps} times`,
-          rank, t.prev, job.name,
-        );
-      }
-      const c = chunkAt(step);
-      const [lo, hi] = sub(c, j);
-      expectHeader(h, {
-        op, dtype: WireDtype.Float32, sender: t.prev, seq: job.seq, nameHash: job.nameHash, totalBytes,
-        step, chunk: j, byteLength: (hi - lo) * 4,
-      }, ctx);
+      const step = j < nsub ? nextStep[j] : 0;
+      const [lo, hi] = expectRingMessage(h, job, mean, rank, t.prev, n, step);
       nextStep[j] = step + 1;
       run.touch(step);
       const dst = job.dataOffset + lo * 4;

@@ -38,6 +38,8 @@ export interface SelftestScenario {
   loopLength?: number;
   /** The data plane to run on (default: the Communicator's). */
   dataPlane?: DataPlane;
+  /** Whether large allreduces may run in the native ring (default: the Communicator's, yes). */
+  nativeRing?: boolean;
   /** The rank that runs a different collective in the mismatch scenario. */
   mismatchRank?: number;
   /** Elements of the mismatching rank's allreduce (default: the same length, another name). */
@@ -158,8 +160,9 @@ async function main(): Promise<number | undefined> {
       connectTimeoutMs: scenario.connectTimeoutMs,
       subChunkBytes: scenario.subChunkBytes,
       dataPlane: scenario.dataPlane,
+      nativeRing: scenario.nativeRing,
     });
-    emit({ event: 'ready', rank: comm.rank, worldSize: comm.worldSize, dataEndpoint: comm.dataEndpoint, pid: process.pid, simd: comm.simd });
+    emit({ event: 'ready', rank: comm.rank, worldSize: comm.worldSize, dataEndpoint: comm.dataEndpoint, pid: process.pid, simd: comm.simd, nativeRing: comm.nativeRing });
     if (scenario.waitForGo) await waitForLine();
     if (scenario.idleRanks?.includes(comm.rank)) {
       emit({ event: 'idle', rank: comm.rank });
@@ -183,7 +186,7 @@ async function main(): Promise<number | undefined> {
       throw new WrongResult('a mismatched allreduce completed');
     }
     await comm.close();
-    emit({ event: 'ok', rank: env.rank, checks, ms: Date.now() - started });
+    emit({ event: 'ok', rank: env.rank, checks, ms: Date.now() - started, nativeAllreduces: comm.nativeAllreduces });
     return 0;
   } catch (err) {
     const ms = Date.now() - started;

@@ -63,6 +63,12 @@ function helloMatches(hello: Buffer, rank: number, id: string): boolean {
   return hello.length === HELLO_BYTES && timingSafeEqual(hello, want);
 }
 
+/** The socket's file descriptor (POSIX), or -1. */
+function socketFd(s: net.Socket): number {
+  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
+
 function parseEndpoint(endpoint: string): { host: string; port: number } {
   const m = /^tcp:\/\/(?:\[([^\]]+)\]|([^:/]+)):(\d+)$/.exec(endpoint);
   if (!m) throw new CommError('usage', `bad data endpoint ${endpoint}`);
@@ -110,9 +116,12 @@ export class StreamTransport implements DataTransport {
   private failed = false;
   /** A header of a collective that has not begun here was read; its payload waits in the kernel. */
   private held = false;
-  /** Where node reads the first byte after a hold (see readTarget). */
+  /** Where node reads the first byte after a hold (see where). */
   private readonly spare = Buffer.alloc(1);
-  private intoSpare = false;
+  /** The buffer node was last given to read into (onRead finds the bytes there). */
+  private nodeBuffer: Uint8Array = this.spare;
+  /** While the native ring (native-ring.ts) has the sockets: its collective and its abort cell. */
+  private lease: { seq: number; control: Int32Array } | null = null;
   /** Payload writes not yet handed to the kernel, and who waits for them to be. */
   private unsent = 0;
   private sentWaiters: (() => void)[] = [];
@@ -218,7 +227,56 @@ export class StreamTransport implements DataTransport {
 
   end(seq: number): void {
     if (this.inbox.isActive(seq)) this.place = undefined;
+    // Still lent: the collective failed around the native loop; stop it (the sockets stay with it).
+    if (this.lease?.seq === seq) Atomics.store(this.lease.control, 0, 1);
     this.inbox.end(seq);
+  }
+
+  /**
+   * Lends both sockets to the native ring for collective #seq, which must be the next thing on them:
+   * stops reading, and returns their descriptors with the bytes of its first header already read here
+   * (a held header, or part of one). Null, lending nothing, where that cannot be done now (not
+   * connected, a write still queued, no descriptors on this platform).
+   */
+  lend(seq: number, control: Int32Array): { inFd: number; outFd: number; pre: Uint8Array } | null {
+    const inSock = this.inSock;
+    const outSock = this.outSock;
+    if (!this.connected || this.failed || this.closing || this.lease !== null || inSock === null || outSock === null) return null;
+    if (this.unsent > 0 || outSock.writableLength > 0) return null;
+    const rx = this.rx;
+    if (rx.dest !== null || (rx.header !== null && rx.header.seq !== seq)) return null;
+    const inFd = socketFd(inSock);
+    const outFd = socketFd(outSock);
+    if (inFd < 0 || outFd < 0) return null;
+    const pre = Uint8Array.from(rx.headerBuf.subarray(0, rx.header !== null ? WIRE_HEADER_BYTES : rx.got));
+    inSock.pause();
+    rx.header = null;
+    rx.got = 0;
+    this.held = false;
+    this.lease = { seq, control };
+    return { inFd, outFd, pre };
+  }
+
+  /** The native ring is done with the sockets; `resume` (it succeeded): read on from here. */
+  giveBack(resume: boolean): void {
+    this.lease = null;
+    if (resume && !this.failed && !this.closing) this.inSock?.resume();
+  }
+
+  /** The native ring saw a neighbour's connection drop: reported as this transport's own 'close' would. */
+  reportLost(rank: number): void {
+    if (this.closing) return;
+    this.opts.onLost(
+      rank,
+      rank === this.prev
+        ? `rank ${this.opts.rank}'s data connection from rank ${this.prev} dropped (process exited or was killed)`
+        : `rank ${this.opts.rank}'s data connection to rank ${this.next} dropped (process exited or was killed)`,
+    );
+  }
+
+  /** A message from the previous rank that is not a segdist data message at all. */
+  malformed(err: Error): void {
+    this.fatal(new CommError('protocol', `rank ${this.opts.rank} received a malformed message from rank ${this.prev}: ${err.message}`, [this.prev]));
   }
 
   beginClose(): void {
@@ -279,7 +337,7 @@ export class StreamTransport implements DataTransport {
         return;
       }
       if (s === this.outSock && !this.closing) {
-        this.opts.onLost(this.next, `rank ${this.opts.rank}'s data connection to rank ${this.next} dropped (process exited or was killed)`);
+        this.reportLost(this.next);
       }
     });
   }
@@ -347,7 +405,7 @@ export class StreamTransport implements DataTransport {
     s.on('close', () => {
       if (this.closing) return;
       if (this.inUp) {
-        this.opts.onLost(this.prev, `rank ${this.opts.rank}'s data connection from rank ${this.prev} dropped (process exited or was killed)`);
+        this.reportLost(this.prev);
         return;
       }
       if (this.failed) return;
@@ -361,19 +419,21 @@ export class StreamTransport implements DataTransport {
     });
   }
 
-  /** Where the next read from the previous rank goes (onread asks before every read). */
-  private readTarget(): Uint8Array {
-    this.intoSpare = false;
+  /** Where the next bytes from the previous rank belong, by the state of the stream. */
+  private where(): Uint8Array {
     if (!this.inUp) return this.helloIn.subarray(this.helloGot);
     const rx = this.rx;
     if (rx.header === null) return rx.headerBuf.subarray(rx.got);
-    if (rx.dest === null) {
-      // Held (see onRead): node asks for the next buffer before it stops reading, and reads the first
-      // bytes after the resume into it. One byte, copied to the real place in onRead.
-      this.intoSpare = true;
-      return this.spare;
-    }
+    // Held (see onRead): no place yet. Node asks for the next buffer before it stops reading and reads
+    // the first bytes after the resume into it: one byte, moved to its place in onRead.
+    if (rx.dest === null) return this.spare;
     return rx.dest.subarray(rx.got);
+  }
+
+  /** Where the next read from the previous rank goes (onread asks before every read). */
+  private readTarget(): Uint8Array {
+    this.nodeBuffer = this.where();
+    return this.nodeBuffer;
   }
 
   /** Where the payload of `h` goes: the place the running collective chose, or a buffer of its own. */
@@ -397,11 +457,12 @@ export class StreamTransport implements DataTransport {
   /** Returns false to pause the socket. */
   private onRead(n: number): boolean {
     if (n <= 0 || this.failed) return true;
-    if (this.intoSpare) {
-      // The first byte after a hold came into the spare byte: move it to where it belongs.
-      this.intoSpare = false;
-      this.rx.dest!.set(this.spare.subarray(0, n), this.rx.got);
-    }
+    // The first read after a pause lands in the buffer node was given before it; where the stream's
+    // state moved on meanwhile (a held message got its place at begin(), or the native ring had the
+    // socket), move the bytes to where they belong.
+    const at = this.where();
+    const into = this.nodeBuffer;
+    if (into.buffer !== at.buffer || into.byteOffset !== at.byteOffset) at.set(into.subarray(0, n));
     if (!this.inUp) {
       this.helloGot += n;
       if (this.helloGot < HELLO_BYTES) return true;
@@ -424,7 +485,7 @@ export class StreamTransport implements DataTransport {
         if (h.op < WireOp.AllreduceSum) throw new Error(`control op ${WireOp[h.op]} on the data socket`);
         if (h.byteLength > this.opts.subChunkBytes) throw new Error(`payload of ${h.byteLength} bytes, more than the ${this.opts.subChunkBytes}-byte sub-chunks of this job`);
       } catch (err) {
-        this.fatal(new CommError('protocol', `rank ${this.opts.rank} received a malformed message from rank ${this.prev}: ${(err as Error).message}`, [this.prev]));
+        this.malformed(err as Error);
         return true;
       }
       rx.header = h;

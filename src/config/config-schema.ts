@@ -225,6 +225,7 @@ export const CONFIG_SCHEMA: SchemaNode = section('segdist configuration', {
     timeout_s: num(300, 'Seconds a collective waits for the other trainers before failing with an error that names the ranks that did not arrive.', { min: 1 }),
     bucket_mb: num(25, 'Gradients are fused into buckets of about this many megabytes for the allreduce.', { min: 0.001 }),
     data_plane: str('stream', 'How trainers exchange collective data: stream (plain TCP connections, payloads received straight into shared memory; the faster, docs/benchmarks.md) or zeromq (ZeroMQ sockets). Rendezvous and control always use ZeroMQ. Every trainer of a job must use the same.', { choices: DATA_PLANES }),
+    native_ring: bool(true, 'On the stream data plane, run large allreduces in C (built by npm ci where a compiler is; the same messages and results as the JavaScript ring, at less CPU, docs/benchmarks.md). Without the build, or false, they run in JavaScript. Trainers may differ in this.'),
   }),
   checkpoint: section('Checkpoints in <work_dir>/checkpoints.', {
     interval: int(1, 'Save every this many epochs (and after the last).', { min: 1 }),

@@ -54,7 +54,7 @@ export interface SegdistConfig {
   train: { epochs: number; val_interval: number; log_interval: number };
   optimizer: { type: 'sgd'; lr: number; momentum: number; weight_decay: number; nesterov: boolean; param_groups: ParamGroupRule[] };
   schedule: { policy: 'poly' | 'constant'; power: number; min_lr: number; warmup_iters: number; warmup_ratio: number; stages: StageConfig[] | null };
-  dist: { timeout_s: number; bucket_mb: number; data_plane: 'stream' | 'zeromq' };
+  dist: { timeout_s: number; bucket_mb: number; data_plane: 'stream' | 'zeromq'; native_ring: boolean };
   checkpoint: { interval: number; keep_last: number; monitor: string | null; early_stop_patience: number; save_on_interrupt: boolean };
   test: { mode: (typeof TEST_MODES)[number]; crop_size: [number, number] | null; stride: [number, number] | null; scales: number[]; flip: boolean };
 }

@@ -227,7 +227,7 @@ export async function evaluateCheckpoint(opts: EvalOptions): Promise<EvalReport>
   const test = testOptions(cfg);
   // A rank of `segdist eval --gpus N` joins its job here; a process started alone is a job of one.
   const env = opts.shard ? null : readDistEnv();
-  const comm = env && env.worldSize > 1 ? await Communicator.connect(env, { timeoutMs: cfg.dist.timeout_s * 1000, dataPlane: cfg.dist.data_plane }) : null;
+  const comm = env && env.worldSize > 1 ? await Communicator.connect(env, { timeoutMs: cfg.dist.timeout_s * 1000, dataPlane: cfg.dist.data_plane, nativeRing: cfg.dist.native_ring }) : null;
   try {
     const shard = opts.shard ?? (comm ? { rank: comm.rank, worldSize: comm.worldSize } : { rank: 0, worldSize: 1 });
     const allreduceSum = opts.allreduceSum ?? (comm ? (name: string, data: Float32Array) => comm.allreduce(name, data, 'sum') : undefined);

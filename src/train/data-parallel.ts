@@ -15,6 +15,8 @@ export interface DataParallelOptions {
   bucketMb: number;
   /** How trainers exchange collective data (dist.data_plane). */
   dataPlane?: DataPlane;
+  /** Large allreduces in C where built (dist.native_ring). */
+  nativeRing?: boolean;
 }
 
 export class DataParallel {
@@ -31,6 +33,11 @@ export class DataParallel {
     return this.comm.dataPlane;
   }
 
+  /** Whether large allreduces run in C (dist.native_ring, and the build present). */
+  get nativeRing(): boolean {
+    return this.comm.nativeRing;
+  }
+
   private constructor(private readonly comm: Communicator, bucketMb: number) {
     this.rank = comm.rank;
     this.worldSize = comm.worldSize;
@@ -42,7 +49,7 @@ export class DataParallel {
 
   /** Joins the job described by the launcher's environment variables (a job of one without them). */
   static async join(opts: DataParallelOptions): Promise<DataParallel> {
-    const comm = await Communicator.connect(readDistEnv(), { timeoutMs: opts.timeoutS * 1000, dataPlane: opts.dataPlane });
+    const comm = await Communicator.connect(readDistEnv(), { timeoutMs: opts.timeoutS * 1000, dataPlane: opts.dataPlane, nativeRing: opts.nativeRing });
     return new DataParallel(comm, opts.bucketMb);
   }
 

@@ -62,10 +62,10 @@ export class TrainingInterrupted extends Error {
 export async function train(cfg: SegdistConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   const workDir = path.resolve(cfg.work_dir);
   // Trainers started by a launcher join their job here; without launch variables this is a job of one.
-  const group = await DataParallel.join({ timeoutS: cfg.dist.timeout_s, bucketMb: cfg.dist.bucket_mb, dataPlane: cfg.dist.data_plane });
+  const group = await DataParallel.join({ timeoutS: cfg.dist.timeout_s, bucketMb: cfg.dist.bucket_mb, dataPlane: cfg.dist.data_plane, nativeRing: cfg.dist.native_ring });
   const lead = group.rank === 0;
   const log = opts.logger ?? (lead ? new ConsoleRunLogger(workDir) : new RankRunLogger(group.rank));
-  if (group.worldSize > 1) log.info(`trainer ${group.rank} of ${group.worldSize} joined (data plane: ${group.dataPlane}); ranks other than 0 log nothing but warnings`);
+  if (group.worldSize > 1) log.info(`trainer ${group.rank} of ${group.worldSize} joined (data plane: ${group.dataPlane}${group.nativeRing ? ', native ring' : ''}); ranks other than 0 log nothing but warnings`);
   // A missing weights file is reported before any data work (only rank 0 reads it).
   if (lead && cfg.model.pretrained && !opts.resume) checkPretrainedFile(cfg.model.pretrained);
   const backend = await loadBackend(cfg.backend, (m) => log.info(m));
