@@ -147,9 +147,10 @@ static void run(job_t* j) {
       j->code = ABORTED;
       goto done;
     }
+    // A socket with nothing to do here is left out: a hung-up one would otherwise wake every poll.
     struct pollfd fds[2] = {
-        {j->in_fd, received < expected ? POLLIN : 0, 0},
-        {j->out_fd, q_head < q_tail ? POLLOUT : 0, 0},
+        {received < expected ? j->in_fd : -1, POLLIN, 0},
+        {q_head < q_tail ? j->out_fd : -1, POLLOUT, 0},
     };
     int ready = poll(fds, 2, POLL_SLICE_MS);
     if (ready < 0) {

@@ -51,3 +51,24 @@ for (const { label, dataPlane, nativeRing } of PLANE_VARIANTS) for (const worldS
     );
   });
 }
+
+// The native ring adds in the same order as the JavaScript ring, so the results are the same bits,
+// also where the order matters (random floats, not the integers above).
+test('the native ring and the JavaScript ring give the same bits', { timeout: 120_000 }, async () => {
+  const digests: string[][] = [];
+  for (const nativeRing of [true, false]) {
+    const scenario = { kind: 'digest', loopLength: 400_003, timeoutMs: 30_000, connectTimeoutMs: 30_000, subChunkBytes: 256 * 1024, nativeRing };
+    digests.push(await LocalJob.run({ script: SELFTEST, worldSize: 3, env: { SEGDIST_SELFTEST: JSON.stringify(scenario) } }, 110_000, async (job) => {
+      const exits = await Promise.all(job.procs.map((p) => p.exited));
+      return job.procs.map((p) => {
+        assert.equal(exits[p.rank].code, 0, `rank ${p.rank} failed: ${p.stderr}`);
+        const d = p.lastEvent('digest')!;
+        assert.equal(d.nativeAllreduces, nativeRing && NATIVE_BUILT ? 2 : 0);
+        return String(d.sha256);
+      });
+    }));
+  }
+  // Every rank holds the same result, and both rings computed it.
+  assert.equal(new Set(digests[0]).size, 1, digests[0].join(' '));
+  assert.deepEqual(digests[0], digests[1]);
+});

@@ -7,6 +7,7 @@
 // {"event":"error","error":{code,message,ranks}} on failure (also the message alone on stderr).
 // Exit codes: 0 passed, 2 a CommError, 3 a wrong result, 1 anything else.
 
+import { createHash } from 'node:crypto';
 import * as readline from 'node:readline';
 import { CommError } from './comm-error';
 import { Communicator } from './communicator';
@@ -24,8 +25,10 @@ export interface SelftestScenario {
    * connect: join and leave.
    * mismatch: one allreduce of `loopLength` elements named 'grad', except on `mismatchRank`, which calls
    *   it 'other' (or, with `mismatchLength`, gives it that many elements): the job must fail naming both.
+   * digest: a sum and a mean of `loopLength` seeded random floats (not integers: the bits depend on the
+   *   order of the additions), reported as a SHA-256 of the results, for comparing ways of reducing.
    */
-  kind: 'collectives' | 'loop' | 'buckets' | 'abandon' | 'connect' | 'mismatch';
+  kind: 'collectives' | 'loop' | 'buckets' | 'abandon' | 'connect' | 'mismatch' | 'digest';
   lengths?: number[];
   timeoutMs?: number;
   connectTimeoutMs?: number;
@@ -54,6 +57,21 @@ function emit(obj: object): void {
 function input(rank: number, length: number, salt: number): Float32Array {
   const a = new Float32Array(length);
   for (let i = 0; i < length; i++) a[i] = ((i * 7 + salt * 13 + rank * 31) % 1001) - 500;
+  return a;
+}
+
+/** Floats of every magnitude and sign, seeded by rank (a xorshift), so that sums round. */
+function randomFloats(rank: number, length: number): Float32Array {
+  const a = new Float32Array(length);
+  let s = (rank + 1) * 2654435761 >>> 0;
+  for (let i = 0; i < length; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    a[i] = ((s / 4294967296) - 0.5) * 2 ** ((i % 17) - 8);
+  }
   return a;
 }
 
@@ -179,7 +197,15 @@ async function main(): Promise<number | undefined> {
     if (scenario.kind === 'collectives') checks = await collectives(comm, scenario.lengths ?? [0, 1, 7, 1000]);
     else if (scenario.kind === 'buckets') checks = await buckets(comm);
     else if (scenario.kind === 'loop') await loop(comm, scenario.loopLength ?? 1000);
-    else if (scenario.kind === 'mismatch') {
+    else if (scenario.kind === 'digest') {
+      const length = scenario.loopLength ?? 1000;
+      const hash = createHash('sha256');
+      for (const op of ['sum', 'mean'] as const) {
+        const r = await comm.allreduce(`digest.${op}`, randomFloats(comm.rank, length), op);
+        hash.update(new Uint8Array(r.buffer, r.byteOffset, r.byteLength));
+      }
+      emit({ event: 'digest', rank: comm.rank, sha256: hash.digest('hex'), nativeAllreduces: comm.nativeAllreduces });
+    } else if (scenario.kind === 'mismatch') {
       const odd = comm.rank === scenario.mismatchRank;
       const length = odd && scenario.mismatchLength !== undefined ? scenario.mismatchLength : (scenario.loopLength ?? 1000);
       await comm.allreduce(odd && scenario.mismatchLength === undefined ? 'other' : 'grad', input(comm.rank, length, 0));

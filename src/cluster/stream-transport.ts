@@ -122,6 +122,8 @@ export class StreamTransport implements DataTransport {
   private nodeBuffer: Uint8Array = this.spare;
   /** While the native ring (native-ring.ts) has the sockets: its collective and its abort cell. */
   private lease: { seq: number; control: Int32Array } | null = null;
+  /** close() came while the sockets were lent: they are closed when they come back (see close). */
+  private closedWhileLent = false;
   /** Payload writes not yet handed to the kernel, and who waits for them to be. */
   private unsent = 0;
   private sentWaiters: (() => void)[] = [];
@@ -260,6 +262,11 @@ export class StreamTransport implements DataTransport {
   /** The native ring is done with the sockets; `resume` (it succeeded): read on from here. */
   giveBack(resume: boolean): void {
     this.lease = null;
+    if (this.closedWhileLent) {
+      this.inSock?.destroy();
+      this.outSock?.destroy();
+      return;
+    }
     if (resume && !this.failed && !this.closing) this.inSock?.resume();
   }
 
@@ -293,8 +300,15 @@ export class StreamTransport implements DataTransport {
       s.destroy();
     }
     this.unverified.clear();
-    this.inSock?.destroy();
-    this.outSock?.destroy();
+    if (this.lease !== null) {
+      // The native loop may still be in a poll on these descriptors for a few ms after the abort; closing
+      // them now could hand their numbers to another file it would then read or write.
+      Atomics.store(this.lease.control, 0, 1);
+      this.closedWhileLent = true;
+    } else {
+      this.inSock?.destroy();
+      this.outSock?.destroy();
+    }
     this.server.close();
   }
 
