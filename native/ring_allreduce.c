@@ -23,6 +23,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+// Node ignores SIGPIPE, so where the flag does not exist (macOS) nothing is lost without it.
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
 #define HEADER_BYTES 40
 #define WIRE_MAGIC 0x43444753u
 #define OP_SUM 32

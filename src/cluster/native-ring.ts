@@ -17,9 +17,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CommError } from './comm-error';
-import { expectRingMessage, type RingJob, type RingRun } from './ring-collectives';
+import { expectRingMessage, subChunkCount, type RingJob, type RingRun } from './ring-collectives';
 import type { StreamTransport } from './stream-transport';
-import { decodeHeader, WireDtype, WireOp } from './wire-header';
+import { WireDtype, WireOp } from './wire-header';
 
 interface NativeResult {
   code: number;
@@ -75,9 +75,7 @@ export function nativeRingAddon(): NativeAddon | null {
  */
 export function nativeEligible(length: number, n: number, subChunkBytes: number): boolean {
   if (length < NATIVE_MIN_ELEMENTS) return false;
-  const subElems = subChunkBytes >>> 2;
-  const nsub = Math.ceil(Math.ceil(length / n) / subElems);
-  return Math.floor(length / n) > (nsub - 1) * subElems;
+  return Math.floor(length / n) > (subChunkCount(length, n, subChunkBytes) - 1) * (subChunkBytes >>> 2);
 }
 
 /**
@@ -89,7 +87,7 @@ export function startNativeAllreduce(native: NativeAddon, t: StreamTransport, jo
   const control = new Int32Array(new SharedArrayBuffer(8)); // [abort, messages received]
   const lease = t.lend(job.seq, control);
   if (lease === null) return false;
-  const nsub = Math.max(1, Math.ceil(Math.ceil(job.length / n) / (job.subChunkBytes >>> 2)));
+  const nsub = subChunkCount(job.length, n, job.subChunkBytes);
   let seen = 0;
   // The engine's watchdog fails a collective that makes no progress for its timeout: tell it of ours.
   const progress = setInterval(() => {
@@ -121,15 +119,8 @@ export function startNativeAllreduce(native: NativeAddon, t: StreamTransport, jo
 
 /** A header the C loop refused, judged by the JavaScript path's own checks, so the error is the same. */
 function judgeHeader(t: StreamTransport, job: RingJob, mean: boolean, rank: number, n: number, r: NativeResult, run: RingRun): void {
-  const raw = r.header!;
-  try {
-    const h = decodeHeader(raw, raw.readUInt32LE(28));
-    if (h.op < WireOp.AllreduceSum) throw new Error(`control op ${WireOp[h.op]} on the data socket`);
-    if (h.byteLength > job.subChunkBytes) throw new Error(`payload of ${h.byteLength} bytes, more than the ${job.subChunkBytes}-byte sub-chunks of this job`);
-  } catch (err) {
-    return t.malformed(err as Error);
-  }
-  const h = decodeHeader(raw, raw.readUInt32LE(28));
+  const h = t.decodeData(r.header!);
+  if (h === null) return; // the transport failed, naming the rank
   try {
     expectRingMessage(h, job, mean, rank, t.prev, n, r.expectStep ?? 0);
   } catch (err) {

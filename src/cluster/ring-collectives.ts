@@ -74,9 +74,9 @@ function chunkAtStep(rank: number, n: number, step: number): number {
   return ((c % n) + n) % n;
 }
 
-/** Sub-chunks per chunk when `job`'s elements are split into n chunks of sub-chunks. */
-function subChunkCount(job: RingJob, n: number): number {
-  return Math.max(1, Math.ceil(Math.ceil(job.length / n) / (job.subChunkBytes >>> 2)));
+/** Sub-chunks per chunk when `length` elements are split into n chunks cut into sub-chunks of `subChunkBytes`. */
+export function subChunkCount(length: number, n: number, subChunkBytes: number): number {
+  return Math.max(1, Math.ceil(Math.ceil(length / n) / (subChunkBytes >>> 2)));
 }
 
 /** Element range [lo, hi) of sub-chunk j of chunk c. */
@@ -94,7 +94,7 @@ function subRange(job: RingJob, n: number, c: number, j: number): [number, numbe
 export function expectRingMessage(h: WireHeader, job: RingJob, mean: boolean, rank: number, prev: number, n: number, step: number): [number, number] {
   const op = mean ? WireOp.AllreduceMean : WireOp.AllreduceSum;
   const ctx: CollectiveContext = { rank, name: job.name, kind: mean ? 'allreduce-mean' : 'allreduce', knownNames: job.knownNames };
-  const nsub = subChunkCount(job, n);
+  const nsub = subChunkCount(job.length, n, job.subChunkBytes);
   const steps = 2 * (n - 1);
   const totalBytes = job.length * 4;
   if (h.chunk >= nsub) {
@@ -121,7 +121,7 @@ export function expectRingMessage(h: WireHeader, job: RingJob, mean: boolean, ra
  */
 export function startAllreduce(t: DataTransport, job: RingJob, mean: boolean, rank: number, n: number, run: RingRun): void {
   const op = mean ? WireOp.AllreduceMean : WireOp.AllreduceSum;
-  const nsub = subChunkCount(job, n);
+  const nsub = subChunkCount(job.length, n, job.subChunkBytes);
   const totalBytes = job.length * 4;
   const steps = 2 * (n - 1);
   const expectedMessages = steps * nsub;

@@ -281,9 +281,20 @@ export class StreamTransport implements DataTransport {
     );
   }
 
-  /** A message from the previous rank that is not a segdist data message at all. */
-  malformed(err: Error): void {
-    this.fatal(new CommError('protocol', `rank ${this.opts.rank} received a malformed message from rank ${this.prev}: ${err.message}`, [this.prev]));
+  /**
+   * A header from the previous rank, if it is one of a data message of this job; otherwise null, and
+   * the transport fails naming the rank (the stream cannot be trusted past it).
+   */
+  decodeData(raw: Buffer): WireHeader | null {
+    try {
+      const h = decodeHeader(raw, raw.readUInt32LE(28));
+      if (h.op < WireOp.AllreduceSum) throw new Error(`control op ${WireOp[h.op]} on the data socket`);
+      if (h.byteLength > this.opts.subChunkBytes) throw new Error(`payload of ${h.byteLength} bytes, more than the ${this.opts.subChunkBytes}-byte sub-chunks of this job`);
+      return h;
+    } catch (err) {
+      this.fatal(new CommError('protocol', `rank ${this.opts.rank} received a malformed message from rank ${this.prev}: ${(err as Error).message}`, [this.prev]));
+      return null;
+    }
   }
 
   beginClose(): void {
@@ -492,16 +503,8 @@ export class StreamTransport implements DataTransport {
     rx.got += n;
     if (rx.header === null) {
       if (rx.got < WIRE_HEADER_BYTES) return true;
-      let h: WireHeader;
-      try {
-        const announced = rx.headerBuf.readUInt32LE(28);
-        h = decodeHeader(rx.headerBuf, announced);
-        if (h.op < WireOp.AllreduceSum) throw new Error(`control op ${WireOp[h.op]} on the data socket`);
-        if (h.byteLength > this.opts.subChunkBytes) throw new Error(`payload of ${h.byteLength} bytes, more than the ${this.opts.subChunkBytes}-byte sub-chunks of this job`);
-      } catch (err) {
-        this.malformed(err as Error);
-        return true;
-      }
+      const h = this.decodeData(rx.headerBuf);
+      if (h === null) return true;
       rx.header = h;
       rx.got = 0;
       rx.placed = false;
