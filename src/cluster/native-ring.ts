@@ -98,22 +98,30 @@ export function startNativeAllreduce(native: NativeAddon, t: StreamTransport, jo
     }
   }, 100);
   const params = Float64Array.of(rank, n, job.seq, job.nameHash, mean ? 1 : 0, job.subChunkBytes);
-  native.start(
-    lease.inFd, lease.outFd,
-    new Uint8Array(job.memory.buffer, job.dataOffset, job.length * 4),
-    new Uint8Array(job.memory.buffer, job.scratchOffset, job.subChunkBytes),
-    control, lease.pre, params,
-    (r) => {
-      clearInterval(progress);
-      t.giveBack(r.code === OK);
-      if (r.code === OK) return run.complete();
-      if (r.code === ABORTED) return; // the collective already failed, and said why
-      if (r.code === LOST_PREV) return t.reportLost(t.prev);
-      if (r.code === LOST_NEXT) return t.reportLost(t.next);
-      if (r.code === BAD_HEADER) return judgeHeader(t, job, mean, rank, n, r, run);
-      run.fail(new CommError('protocol', `rank ${rank}: data socket failed (errno ${r.errno})`));
-    },
-  );
+  const done = (r: NativeResult) => {
+    clearInterval(progress);
+    t.giveBack(r.code === OK);
+    if (r.code === OK) return run.complete();
+    if (r.code === ABORTED) return; // the collective already failed, and said why
+    if (r.code === LOST_PREV) return t.reportLost(t.prev);
+    if (r.code === LOST_NEXT) return t.reportLost(t.next);
+    if (r.code === BAD_HEADER) return judgeHeader(t, job, mean, rank, n, r, run);
+    run.fail(new CommError('protocol', `rank ${rank}: data socket failed (errno ${r.errno})`));
+  };
+  try {
+    native.start(
+      lease.inFd, lease.outFd,
+      new Uint8Array(job.memory.buffer, job.dataOffset, job.length * 4),
+      new Uint8Array(job.memory.buffer, job.scratchOffset, job.subChunkBytes),
+      control, lease.pre, params, done,
+    );
+  } catch (err) {
+    // Refused its arguments: a bug, not a condition to run around (the lent stream is not where the
+    // JavaScript ring could pick it up), so the collective fails saying so.
+    clearInterval(progress);
+    t.giveBack(false);
+    run.fail(new CommError('protocol', `rank ${rank}: the native ring refused to start: ${(err as Error).message}`));
+  }
   return true;
 }
 
