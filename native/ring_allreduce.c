@@ -102,6 +102,26 @@ static void divide(float* p, size_t count, float d) {
   for (size_t i = 0; i < count; i++) p[i] = p[i] / d;
 }
 
+// Message `sub` of step `step` (chunk `chunk`): a header and a view of the elements it carries.
+static void enqueue(const job_t* j, message_t* m, int step, size_t sub, int chunk) {
+  size_t a, b;
+  sub_range(j, chunk, sub, &a, &b);
+  memset(&m->h, 0, sizeof m->h);
+  m->h.magic = WIRE_MAGIC;
+  m->h.version = 1;
+  m->h.op = j->mean ? OP_MEAN : OP_SUM;
+  m->h.dtype = DTYPE_F32;
+  m->h.sender = (uint32_t)j->rank;
+  m->h.seq = j->seq;
+  m->h.name_hash = j->name_hash;
+  m->h.step = (uint32_t)step;
+  m->h.chunk = (uint32_t)sub;
+  m->h.byte_length = (uint32_t)((b - a) * 4);
+  m->h.total_bytes = (double)j->length * 4.0;
+  m->payload = (uint8_t*)(j->data + a);
+  m->len = (b - a) * 4;
+}
+
 static void run(job_t* j) {
   const int n = j->n, steps = 2 * (n - 1);
   const size_t chunk_len = (j->length + n - 1) / n;
@@ -117,29 +137,8 @@ static void run(job_t* j) {
   }
   size_t q_head = 0, q_tail = 0, q_sent = 0, received = 0;
 
-#define ENQUEUE(STEP, SUB, CHUNK)                                                     \
-  do {                                                                                \
-    size_t a_, b_;                                                                    \
-    sub_range(j, (CHUNK), (SUB), &a_, &b_);                                           \
-    message_t* m_ = &queue[q_tail++];                                                 \
-    memset(&m_->h, 0, sizeof m_->h);                                                  \
-    m_->h.magic = WIRE_MAGIC;                                                         \
-    m_->h.version = 1;                                                                \
-    m_->h.op = j->mean ? OP_MEAN : OP_SUM;                                            \
-    m_->h.dtype = DTYPE_F32;                                                          \
-    m_->h.sender = (uint32_t)j->rank;                                                 \
-    m_->h.seq = j->seq;                                                               \
-    m_->h.name_hash = j->name_hash;                                                   \
-    m_->h.step = (uint32_t)(STEP);                                                    \
-    m_->h.chunk = (uint32_t)(SUB);                                                    \
-    m_->h.byte_length = (uint32_t)((b_ - a_) * 4);                                    \
-    m_->h.total_bytes = (double)j->length * 4.0;                                      \
-    m_->payload = (uint8_t*)(j->data + a_);                                           \
-    m_->len = (b_ - a_) * 4;                                                          \
-  } while (0)
-
   // Our own step-0 sends go first, as in ring-collectives.ts.
-  for (size_t s = 0; s < nsub; s++) ENQUEUE(0, s, j->rank);
+  for (size_t s = 0; s < nsub; s++) enqueue(j, &queue[q_tail++], 0, s, j->rank);
 
   header_t rh;
   memcpy(&rh, j->pre, j->pre_len);
@@ -250,7 +249,7 @@ static void run(job_t* j) {
           add_into(j->data + dest_lo, (const float*)j->scratch, rh.byte_length / 4);
           if (step == n - 2 && j->mean) divide(j->data + dest_lo, rh.byte_length / 4, (float)n);
         }
-        if (step < steps - 1) ENQUEUE(step + 1, sub, chunk_at(j, step));
+        if (step < steps - 1) enqueue(j, &queue[q_tail++], step + 1, sub, chunk_at(j, step));
         in_header = 1;
         got = 0;
         want = HEADER_BYTES;
@@ -258,7 +257,6 @@ static void run(job_t* j) {
     }
   }
   j->code = OK;
-#undef ENQUEUE
 done:
   free(next_step);
   free(queue);
