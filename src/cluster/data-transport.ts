@@ -5,6 +5,8 @@
 //                        straight into the slot (or its scratch area), and sends read straight from it.
 //                        The default: ~40% less CPU per byte than ZeroMQ on loopback (docs/benchmarks.md).
 //   ring-transport.ts    ZeroMQ DEALER/ROUTER; each payload arrives in a buffer of ZeroMQ's and is copied.
+// On the stream plane, large allreduces may instead run in C on the same sockets (native-ring.ts), with
+// the same messages on the wire.
 // Both send payloads without copying: a payload view must stay unchanged until it has left (the rules
 // for that are in ring-collectives.ts).
 
