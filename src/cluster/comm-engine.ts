@@ -17,7 +17,7 @@ import { localAddressToward, resolveHost, tcpEndpoint } from './host-address';
 import { RendezvousServer } from './rendezvous';
 import { startAllreduce, startBroadcast, type RingJob, type RingRun } from './ring-collectives';
 import type { DataPlane, DataTransport, DataTransportOptions } from './data-transport';
-import { nativeEligible, nativeRingAddon, startNativeAllreduce } from './native-ring';
+import { nativeEligible, nativeRingAddon, startNativeAllreduce, type NativeAddon } from './native-ring';
 import { RingTransport } from './ring-transport';
 import { StreamTransport } from './stream-transport';
 import type { F32Kernels } from './simd-kernels';
@@ -78,6 +78,8 @@ export class CommEngine {
   private hub: RendezvousServer | null = null;
   private control!: ControlClient;
   private transport!: DataTransport;
+  /** The native ring, where it is built and may run on this transport (native-ring.ts). */
+  private native: NativeAddon | null = null;
   private seq = 0;
   private current: Current | null = null;
   private completed = { seq: 0, name: '', kind: '' };
@@ -140,6 +142,7 @@ export class CommEngine {
       warn: opts.warn,
     };
     this.transport = (opts.dataPlane ?? 'stream') === 'zeromq' ? await RingTransport.bind(transportOpts) : await StreamTransport.bind(transportOpts);
+    this.native = opts.nativeRing !== false && this.transport instanceof StreamTransport ? nativeRingAddon() : null;
     this.control = new ControlClient({
       rank: env.rank,
       worldSize: env.worldSize,
@@ -175,7 +178,7 @@ export class CommEngine {
   async allreduce(name: string, slot: SlotBinding, length: number, mean: boolean): Promise<boolean> {
     let ranNative = false;
     await this.runRing(mean ? 'allreduce-mean' : 'allreduce', name, slot, length, (job, run) => {
-      const native = this.opts.nativeRing !== false && this.transport instanceof StreamTransport ? nativeRingAddon() : null;
+      const native = this.native;
       ranNative = native !== null && nativeEligible(length, this.worldSize, this.opts.subChunkBytes) &&
         startNativeAllreduce(native, this.transport as StreamTransport, job, mean, this.rank, this.worldSize, run);
       if (!ranNative) startAllreduce(this.transport, job, mean, this.rank, this.worldSize, run);

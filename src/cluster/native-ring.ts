@@ -30,7 +30,7 @@ interface NativeResult {
   expectStep?: number;
 }
 
-interface NativeAddon {
+export interface NativeAddon {
   start(
     inFd: number, outFd: number, data: Uint8Array, scratch: Uint8Array, control: Int32Array, pre: Uint8Array,
     params: Float64Array, done: (result: NativeResult) => void,
